@@ -1,0 +1,74 @@
+"""Registration of the DSSM-family models with rechub (entry point ``rechub: dssm``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rechub_core.hookspecs import hookimpl
+from rechub_core.specs import ModelSpec, TrainDefaults
+from rechub_plugins_dssm.dssm import DSSM
+from rechub_plugins_dssm.facebook_dssm import FaceBookDSSM
+from rechub_plugins_dssm.youtube_dnn import YoutubeDNN
+from rechub_plugins_dssm.youtube_sbc import YoutubeSBC
+
+FAMILY = "dssm"
+
+
+@hookimpl
+def rechub_register_models() -> Iterator[ModelSpec]:
+    yield ModelSpec(
+        name="DSSM",
+        factory=DSSM,
+        family=FAMILY,
+        modes=DSSM.supported_modes,
+        from_schema=DSSM.from_schema,
+        description="two MLP towers, cosine / temperature (CIKM 2013)",
+        train_defaults=TrainDefaults(
+            mode=2, loss="softmax", sampler="uniform", sampler_params={"n_neg": 512, "shared": True}
+        ),
+    )
+    yield ModelSpec(
+        name="FaceBookDSSM",
+        factory=FaceBookDSSM,
+        family=FAMILY,
+        modes=FaceBookDSSM.supported_modes,
+        from_schema=FaceBookDSSM.from_schema,
+        description="deeper cosine towers, pair-wise with hard negatives (KDD 2020)",
+        train_defaults=TrainDefaults(
+            mode=1,
+            loss="bpr",
+            sampler="hard",
+            sampler_params={"n_neg": 32, "n_hard": 8, "rank_from": 20, "rank_to": 200},
+        ),
+    )
+    yield ModelSpec(
+        name="YoutubeDNN",
+        factory=YoutubeDNN,
+        family=FAMILY,
+        modes=YoutubeDNN.supported_modes,
+        from_schema=YoutubeDNN.from_schema,
+        description="history/profile MLP vs. shared item embedding, softmax (RecSys 2016)",
+        train_defaults=TrainDefaults(
+            mode=2,
+            loss="sampled_softmax",
+            loss_params={"logq_correction": True},
+            sampler="uniform",
+            sampler_params={"n_neg": 512, "shared": True},
+        ),
+    )
+    yield ModelSpec(
+        name="YoutubeSBC",
+        factory=YoutubeSBC,
+        family=FAMILY,
+        modes=YoutubeSBC.supported_modes,
+        from_schema=YoutubeSBC.from_schema,
+        description="in-batch softmax with streaming logQ correction (RecSys 2019)",
+        train_defaults=TrainDefaults(
+            mode=2,
+            loss="sampled_softmax",
+            loss_params={"logq_correction": True},
+            sampler="in_batch",
+            sampler_params={"frequency": "streaming"},
+            batch_size=1024,
+        ),
+    )

@@ -1,0 +1,407 @@
+"""Interaction data: the MovieLens-100K loader and downloader, a synthetic generator with planted
+structure, and a loader for the user's own CSV/parquet files.
+
+Every loader returns :class:`Interactions` with raw ids; :func:`rechub_core.preprocess.prepare`
+turns it into model-ready arrays under the evaluation protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pandas as pd
+
+from rechub_core.errors import InputError
+
+__all__ = [
+    "DEFAULT_MD5",
+    "DEFAULT_SHA256",
+    "DEFAULT_URL",
+    "Interactions",
+    "download_movielens_100k",
+    "load_interactions_file",
+    "load_movielens_100k",
+    "synthetic_interactions",
+]
+
+#: The official GroupLens archive of MovieLens-100K.
+DEFAULT_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+#: Published MD5 of ml-100k.zip (GroupLens' ml-100k.zip.md5; 4,924,029 bytes).
+DEFAULT_MD5 = "0e33842e24a9c977be4e0107933c0723"
+#: SHA-256 of the same archive, as pinned by several independent projects.
+DEFAULT_SHA256 = "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"
+
+_ML100K_REQUIRED = ("u.data", "u.item", "u.user")
+_ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+_AGE_EDGES = (18, 25, 35, 45, 50, 56)
+_AGE_LABELS = ("<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
+
+
+@attrs.frozen(eq=False)
+class Interactions:
+    """Raw interaction data.
+
+    ``events``: columns ``user_id``, ``item_id`` (raw ids, str or int) and ``timestamp`` (any
+    sortable type, e.g. unix seconds), one row per interaction. ``users``: index = raw user id,
+    categorical profile columns, or None. ``items``: index = raw item id, optional ``"title"``
+    (str) and categorical columns such as ``"category"``, or None. ``name``: for messages/reports.
+    """
+
+    events: pd.DataFrame
+    users: pd.DataFrame | None
+    items: pd.DataFrame | None
+    name: str
+
+
+# --------------------------------------------------------------------------- MovieLens-100K
+
+
+def _find_ml100k_dir(data_dir: Path) -> Path:
+    for cand in (data_dir, data_dir / "ml-100k"):
+        if (cand / "u.data").is_file():
+            return cand
+    return data_dir
+
+
+def _age_bucket(age: np.ndarray) -> np.ndarray:
+    labels = np.asarray(_AGE_LABELS, dtype=object)
+    return labels[np.searchsorted(np.asarray(_AGE_EDGES), age, side="right")]
+
+
+def load_movielens_100k(data_dir: str | os.PathLike[str]) -> Interactions:
+    """Read MovieLens-100K in its original format from ``data_dir``.
+
+    ``data_dir`` is the folder holding ``u.data``, ``u.user``, ``u.item`` (and ``u.genre``), or
+    its parent. Events: 100,000 rows, int ids, timestamp in unix seconds. Users (943): ``gender``,
+    ``age`` (bucket ``<18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+``), ``occupation``. Items
+    (1682): ``title`` and ``category`` = the first genre flag set (``"unknown"`` if none).
+    """
+    root = _find_ml100k_dir(Path(data_dir))
+    for fname in _ML100K_REQUIRED:
+        if not (root / fname).is_file():
+            raise InputError(
+                f"MovieLens-100K file {fname!r} not found in {os.fspath(root)!r}; pass "
+                "--data-dir pointing at the extracted ml-100k folder, or fetch it with "
+                "rechub_core.datasets.download_movielens_100k(cache_dir)"
+            )
+    events = pd.read_csv(
+        root / "u.data",
+        sep="\t",
+        header=None,
+        names=["user_id", "item_id", "rating", "timestamp"],
+        dtype=np.int64,
+    )[["user_id", "item_id", "timestamp"]]
+    users_raw = pd.read_csv(
+        root / "u.user",
+        sep="|",
+        header=None,
+        names=["user_id", "age", "gender", "occupation", "zip"],
+        dtype={"user_id": np.int64, "age": np.int64, "gender": str, "occupation": str, "zip": str},
+    )
+    users = pd.DataFrame(
+        {
+            "gender": users_raw["gender"].to_numpy(dtype=object),
+            "age": _age_bucket(users_raw["age"].to_numpy()),
+            "occupation": users_raw["occupation"].to_numpy(dtype=object),
+        },
+        index=pd.Index(users_raw["user_id"].to_numpy(), name="user_id"),
+    )
+    genres = list(_ML100K_GENRES)
+    if (root / "u.genre").is_file():
+        gdf = pd.read_csv(
+            root / "u.genre", sep="|", header=None, names=["name", "idx"], encoding="latin-1"
+        ).dropna()
+        genres = [str(n) for n in gdf.sort_values("idx")["name"]]
+    item_cols = ["item_id", "title", "release", "video", "url", *[f"g{i}" for i in range(19)]]
+    items_raw = pd.read_csv(
+        root / "u.item",
+        sep="|",
+        header=None,
+        names=item_cols,
+        encoding="latin-1",
+        dtype={"item_id": np.int64, "title": str},
+        keep_default_na=False,
+    )
+    flags = items_raw[[f"g{i}" for i in range(19)]].to_numpy(dtype=np.int64) > 0
+    first = flags.argmax(axis=1)
+    genre_names = np.asarray(genres[: flags.shape[1]], dtype=object)
+    category = np.where(flags.any(axis=1), genre_names[first], "unknown").astype(object)
+    items = pd.DataFrame(
+        {"title": items_raw["title"].to_numpy(dtype=object), "category": category},
+        index=pd.Index(items_raw["item_id"].to_numpy(), name="item_id"),
+    )
+    return Interactions(events=events, users=users, items=items, name="ml-100k")
+
+
+def _file_digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _ml100k_present(folder: Path) -> bool:
+    return all((folder / f).is_file() and (folder / f).stat().st_size > 0 for f in _ML100K_REQUIRED)
+
+
+def download_movielens_100k(
+    cache_dir: str | os.PathLike[str],
+    url: str = DEFAULT_URL,
+    md5: str | None = DEFAULT_MD5,
+    sha256: str | None = DEFAULT_SHA256,
+    timeout: float = 60,
+) -> Path:
+    """Download and extract MovieLens-100K into ``cache_dir``; return the folder holding u.data.
+
+    The archive is verified against ``md5`` and/or ``sha256`` (defaults: the published checksums
+    of the official ``ml-100k.zip``; pass your own with another ``url``; at least one is
+    required). Extraction goes to a temporary folder inside ``cache_dir`` that is then moved into
+    place with ``os.replace``, so a failure leaves no partial files. If
+    ``cache_dir/ml-100k`` already holds non-empty ``u.data``, ``u.item`` and ``u.user``, nothing
+    is downloaded. ``timeout``: seconds for the HTTP connection. A checksum mismatch raises
+    :class:`InputError`.
+    """
+    if not md5 and not sha256:
+        raise InputError(
+            "download_movielens_100k needs a checksum: pass md5=... and/or sha256=... of the "
+            "archive at url"
+        )
+    cache = Path(cache_dir)
+    target = cache / "ml-100k"
+    if _ml100k_present(target):
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".ml-100k.", suffix=".zip.part", dir=cache)
+    tmp_zip = Path(tmp_name)
+    tmp_dir: Path | None = None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, out, 1 << 20)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise InputError(
+                f"could not download MovieLens-100K from {url!r}: {exc}; check the network or "
+                "download ml-100k.zip yourself, extract it and pass --data-dir"
+            ) from exc
+        for algo, expected in (("md5", md5), ("sha256", sha256)):
+            if expected:
+                got = _file_digest(tmp_zip, algo)
+                if got.lower() != expected.lower():
+                    raise InputError(
+                        f"checksum mismatch for {url!r}: {algo} is {got}, expected {expected}; "
+                        "the download is corrupt or the archive changed — retry, or pass the "
+                        f"right {algo}= for this url"
+                    )
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".ml-100k.", suffix=".extract", dir=cache))
+        try:
+            with zipfile.ZipFile(tmp_zip) as zf:
+                zf.extractall(tmp_dir)
+        except zipfile.BadZipFile as exc:
+            raise InputError(f"{url!r} is not a valid zip archive: {exc}") from exc
+        found = sorted(p.parent for p in tmp_dir.rglob("u.data"))
+        if not found or not _ml100k_present(found[0]):
+            raise InputError(
+                f"the archive from {url!r} does not contain {', '.join(_ML100K_REQUIRED)}"
+            )
+        if target.exists():  # an incomplete earlier copy
+            shutil.rmtree(target)
+        os.replace(found[0], target)
+        return target
+    finally:
+        tmp_zip.unlink(missing_ok=True)
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def synthetic_interactions(
+    n_users: int = 1000,
+    n_items: int = 500,
+    n_clusters: int = 10,
+    min_len: int = 8,
+    max_len: int = 40,
+    seed: int = 0,
+) -> Interactions:
+    """Seeded interactions with planted structure, for demos and fast tests.
+
+    Items are split into ``n_clusters`` clusters (item ``"category"`` = ``"c<k>"``) with a
+    Zipf-like popularity inside each cluster; every item has 3 likely successors in its cluster
+    (drawn by that popularity).
+    Each user has 1–3 interest clusters and a sequence of ``min_len..max_len`` distinct items:
+    a walk that mostly follows the current item's successors, sometimes jumps to a popular item
+    of the current cluster, and occasionally switches among the user's clusters. Timestamps
+    (unix seconds) increase strictly per user. Users table: ``"segment"`` (``"s<k>"``), equal to
+    the user's first cluster 80% of the time. Ids are ints ``1..n``.
+    """
+    if n_clusters < 1 or n_items < n_clusters or n_users < 1:
+        raise InputError(
+            f"synthetic_interactions needs n_users >= 1 and n_items >= n_clusters >= 1, got "
+            f"n_users={n_users}, n_items={n_items}, n_clusters={n_clusters}"
+        )
+    if not 1 <= min_len <= max_len:
+        raise InputError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
+    rng = np.random.default_rng(seed)
+    n_succ, p_follow, p_switch, zipf_a = 3, 0.7, 0.1, 1.0
+
+    # Items, grouped by cluster: sorted_items[cptr[c]:cptr[c+1]] are cluster c's, head first.
+    cluster_of = rng.permutation(np.arange(n_items) % n_clusters)
+    sorted_items = np.argsort(cluster_of, kind="stable")
+    cptr = np.zeros(n_clusters + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cluster_of, minlength=n_clusters), out=cptr[1:])
+    csize = np.diff(cptr)
+    rank_in_cluster = np.arange(n_items) - np.repeat(cptr[:-1], csize)
+    weight = 1.0 / (rank_in_cluster + 1.0) ** zipf_a
+    # Cumulative weights, normalised per cluster and shifted by the cluster index, so one
+    # searchsorted draws a popularity-weighted item of cluster c from u in [c, c+1).
+    cum = np.cumsum(weight)
+    base = np.concatenate([[0.0], cum[cptr[1:-1] - 1]])
+    cdf = (cum - np.repeat(base, csize)) / np.repeat(cum[cptr[1:] - 1] - base, csize)
+    cdf += np.repeat(np.arange(n_clusters), csize)
+
+    def popular(clusters: np.ndarray) -> np.ndarray:
+        u = clusters + rng.random(len(clusters)) * (1 - 1e-12)
+        pos = np.minimum(np.searchsorted(cdf, u, side="right"), cptr[clusters + 1] - 1)
+        return sorted_items[pos]
+
+    # Successors: drawn by popularity within the item's own cluster.
+    successors = popular(np.repeat(cluster_of, n_succ)).reshape(n_items, n_succ)
+
+    # Users: 1-3 interest clusters.
+    n_int = rng.integers(1, min(3, n_clusters) + 1, size=n_users)
+    interests = np.argsort(rng.random((n_users, n_clusters)), axis=1)[:, :3]
+    lengths = rng.integers(min_len, max_len + 1, size=n_users)
+
+    steps = 3 * max_len
+    walk = np.empty((n_users, steps), dtype=np.int64)
+    rows = np.arange(n_users)
+    cur_k = np.zeros(n_users, dtype=np.int64)
+    cur = popular(interests[:, 0])
+    walk[:, 0] = cur
+    for t in range(1, steps):
+        switch = rng.random(n_users) < p_switch
+        cur_k = np.where(switch, rng.integers(0, 3, size=n_users) % n_int, cur_k)
+        cluster = interests[rows, cur_k]
+        follow = (rng.random(n_users) < p_follow) & (cluster_of[cur] == cluster)
+        nxt = successors[cur, rng.integers(0, n_succ, size=n_users)]
+        cur = np.where(follow, nxt, popular(cluster))
+        walk[:, t] = cur
+
+    # Keep each user's first occurrences only, then the first `lengths` of them.
+    flat_user = np.repeat(rows, steps)
+    flat_item = walk.reshape(-1)
+    first = ~pd.DataFrame({"u": flat_user, "i": flat_item}).duplicated().to_numpy()
+    flat_user, flat_item = flat_user[first], flat_item[first]
+    uptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(flat_user, minlength=n_users), out=uptr[1:])
+    rank = np.arange(len(flat_user)) - uptr[flat_user]
+    sel = rank < lengths[flat_user]
+    flat_user, flat_item, rank = flat_user[sel], flat_item[sel], rank[sel]
+
+    start = 978_300_000 + rng.integers(0, 30 * 86_400, size=n_users)
+    gaps = rng.integers(1, 3_600, size=len(flat_user))
+    # Cumulative gaps per user: global cumsum minus the cumsum before each user's first event.
+    csum = np.cumsum(gaps)
+    first_pos = np.flatnonzero(rank == 0)
+    before = np.repeat(csum[first_pos] - gaps[first_pos], np.diff(np.append(first_pos, len(csum))))
+    timestamps = start[flat_user] + csum - before
+
+    events = pd.DataFrame(
+        {"user_id": flat_user + 1, "item_id": flat_item + 1, "timestamp": timestamps}
+    )
+    segment_cluster = np.where(
+        rng.random(n_users) < 0.8, interests[:, 0], rng.integers(0, n_clusters, size=n_users)
+    )
+    users = pd.DataFrame(
+        {"segment": np.char.add("s", segment_cluster.astype(str)).astype(object)},
+        index=pd.Index(np.arange(1, n_users + 1), name="user_id"),
+    )
+    ids = np.arange(1, n_items + 1)
+    items = pd.DataFrame(
+        {
+            "title": np.char.add("item ", ids.astype(str)).astype(object),
+            "category": np.char.add("c", cluster_of.astype(str)).astype(object),
+        },
+        index=pd.Index(ids, name="item_id"),
+    )
+    return Interactions(events=events, users=users, items=items, name=f"synthetic-{seed}")
+
+
+# --------------------------------------------------------------------------- user files
+
+
+def load_interactions_file(
+    path: str | os.PathLike[str],
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: str = "timestamp",
+) -> Interactions:
+    """Read interactions from a CSV (``.parquet``/``.pq``: parquet) file with a header row.
+
+    Columns ``user_col``, ``item_col`` (raw ids, str or int) and ``time_col`` (numbers or
+    date strings) become ``user_id``, ``item_id``, ``timestamp``; other columns are dropped.
+    Users and items tables are None.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"interactions file {os.fspath(p)!r} does not exist; check the path")
+    if p.suffix.lower() in (".parquet", ".pq"):
+        if importlib.util.find_spec("pyarrow") is None:
+            raise InputError(
+                f"reading parquet file {os.fspath(p)!r} needs pyarrow; install it "
+                "(pip install pyarrow) or convert the file to CSV"
+            )
+        df = pd.read_parquet(p)
+    else:
+        try:
+            df = pd.read_csv(p)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot parse {os.fspath(p)!r} as CSV: {exc}") from exc
+    wanted = {user_col: "--user-col", item_col: "--item-col", time_col: "--time-col"}
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        flags = ", ".join(f"{wanted[c]} (now {c!r})" for c in missing)
+        raise InputError(
+            f"{os.fspath(p)!r} lacks column(s) {missing}; columns found: {list(df.columns)}. "
+            f"Name the right columns with {flags}"
+        )
+    events = pd.DataFrame(
+        {
+            "user_id": df[user_col].to_numpy(),
+            "item_id": df[item_col].to_numpy(),
+            "timestamp": df[time_col].to_numpy(),
+        }
+    )
+    for col, src in (("user_id", user_col), ("item_id", item_col), ("timestamp", time_col)):
+        nan = events[col].isna().to_numpy()
+        if nan.any():
+            raise InputError(
+                f"{os.fspath(p)!r}: column {src!r} has {int(nan.sum())} empty/NaN value(s) "
+                f"(first at data row {int(np.flatnonzero(nan)[0])}); drop or fill those rows"
+            )
+    ts = events["timestamp"]
+    if not (pd.api.types.is_numeric_dtype(ts) or pd.api.types.is_datetime64_any_dtype(ts)):
+        try:
+            events["timestamp"] = pd.to_datetime(ts)
+        except (ValueError, TypeError) as exc:
+            raise InputError(
+                f"{os.fspath(p)!r}: column {time_col!r} is neither numeric nor a date/time "
+                f"({exc}); pass --time-col naming a numeric or date column"
+            ) from exc
+    return Interactions(events=events, users=None, items=None, name=p.stem)

@@ -1,0 +1,307 @@
+"""Building blocks shared by every model: embeddings, MLP, normalisation and mask helpers.
+
+Shapes: B batch, L sequence length, D embedding width, K interests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rechub_core.errors import InputError
+from rechub_core.features import DenseFeature, Feature, SequenceFeature, SparseFeature
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "prelu": nn.PReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+}
+
+
+def _checking() -> bool:
+    """Input checks run eagerly only; they are data-dependent and cannot be traced/exported."""
+    return not (
+        torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    )
+
+
+def padding_mask(seq: Tensor) -> Tensor:
+    """``(B, L)`` int ids -> ``(B, L)`` bool, True where the id is real (not padding 0)."""
+    return seq != 0
+
+
+def causal_mask(length: int, device: torch.device | None = None) -> Tensor:
+    """``(L, L)`` bool, True where position i may attend to position j (j <= i)."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+
+
+def gather_last(states: Tensor, mask: Tensor) -> Tensor:
+    """The state at the last real position of each row, for left or right padding.
+
+    Args:
+        states: ``(B, L, D)``.
+        mask: ``(B, L)`` bool, True at real positions.
+    Returns:
+        ``(B, D)``; rows with no real position get position 0.
+    """
+    positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)  # (L,)
+    last = (mask.long() * positions).amax(dim=1) - 1  # (B,)
+    last = last.clamp(min=0)
+    index = last.view(-1, 1, 1).expand(-1, 1, states.shape[-1])  # (B, 1, D)
+    return states.gather(1, index).squeeze(1)  # (B, D)
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values (B, L, D)`` over positions where ``mask (B, L)`` is True -> ``(B, D)``.
+
+    Rows with no real position give zeros.
+    """
+    weights = mask.to(values.dtype).unsqueeze(-1)  # (B, L, 1)
+    total = (values * weights).sum(dim=1)  # (B, D)
+    count = weights.sum(dim=1).clamp(min=1.0)  # (B, 1)
+    return total / count
+
+
+def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """Scale the last dimension to unit L2 norm (zero vectors stay zero)."""
+    return F.normalize(x, p=2.0, dim=-1, eps=eps)
+
+
+def make_activation(name: str, num_features: int | None = None) -> nn.Module:
+    """An activation module by name (relu, prelu, gelu, silu, tanh, sigmoid, leaky_relu, elu)."""
+    key = name.lower()
+    if key not in ACTIVATIONS:
+        raise InputError(
+            f"unknown activation {name!r}; choose one of {', '.join(sorted(ACTIVATIONS))}"
+        )
+    if key == "prelu" and num_features is not None:
+        return nn.PReLU(num_features)
+    return ACTIVATIONS[key]()
+
+
+class MLP(nn.Module):
+    """Stack of Linear -> activation -> dropout; the last layer is linear unless asked otherwise.
+
+    Args:
+        input_dim: width of the input ``(B, input_dim)``.
+        dims: output width of each layer; the output is ``(B, dims[-1])``.
+        dropout: dropout probability after each hidden activation.
+        activation: activation name (see :func:`make_activation`).
+        last_activation: also apply activation and dropout after the last layer.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        dims: Sequence[int],
+        dropout: float = 0.0,
+        activation: str = "relu",
+        last_activation: bool = False,
+    ) -> None:
+        super().__init__()
+        if not dims:
+            raise InputError("MLP dims must list at least one layer width, e.g. dims=[128, 64]")
+        if not 0.0 <= dropout < 1.0:
+            raise InputError(f"MLP dropout must be in [0, 1), got {dropout}")
+        layers: list[nn.Module] = []
+        width = input_dim
+        for i, out in enumerate(dims):
+            layers.append(nn.Linear(width, out))
+            if i < len(dims) - 1 or last_activation:
+                layers.append(make_activation(activation, out))
+                if dropout > 0:
+                    layers.append(nn.Dropout(dropout))
+            width = out
+        self.net = nn.Sequential(*layers)
+        self.output_dim = width
+        for module in self.net:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, input_dim) -> (B, dims[-1])``."""
+        return self.net(x)
+
+
+def _root(name: str, by_name: Mapping[str, Feature]) -> str:
+    seen = [name]
+    current = by_name[name]
+    while isinstance(current, SparseFeature | SequenceFeature) and current.shared_with:
+        target = current.shared_with
+        if target not in by_name:
+            raise InputError(
+                f"feature {current.name!r} is shared_with {target!r}, which is not among the "
+                f"model's features ({', '.join(by_name)}); add it or drop shared_with"
+            )
+        if target in seen:
+            raise InputError(f"features {' -> '.join([*seen, target])} share tables in a cycle")
+        seen.append(target)
+        current = by_name[target]
+    return seen[-1]
+
+
+def pooled_width(features: Sequence[Feature]) -> int:
+    """Width of the concatenated representations of ``features`` (sequences with
+    ``pooling=None`` are skipped: they are read as sequences, not concatenated)."""
+    width = 0
+    for f in features:
+        if isinstance(f, SequenceFeature) and f.pooling is None:
+            continue
+        if isinstance(f, SequenceFeature) and f.pooling == "concat":
+            raise InputError(
+                f"feature {f.name!r} uses pooling='concat', whose width depends on the "
+                "sequence length; use 'mean' or 'sum' in a tower"
+            )
+        width += f.embed_dim
+    return width
+
+
+class EmbeddingLayer(nn.Module):
+    """Embedding tables for sparse and sequence features, with shared tables and padding masks.
+
+    ``forward(x, names)`` returns the concatenation of the named features' representations:
+    sparse ``(B, D)``, dense ``(B, d)``, sequence pooled by its ``pooling`` (mean and sum skip
+    padding id 0). Sequences with ``pooling=None`` are read with :meth:`sequence`.
+    Inputs are checked eagerly: a missing feature, an id outside ``[0, vocab_size)`` or a NaN
+    raises :class:`InputError` naming the feature.
+    """
+
+    def __init__(self, features: Sequence[Feature], init_std: float = 0.05) -> None:
+        super().__init__()
+        by_name: dict[str, Feature] = {}
+        for f in features:
+            if f.name in by_name and by_name[f.name] != f:
+                raise InputError(f"two different features are named {f.name!r}; rename one")
+            by_name[f.name] = f
+        self.features = by_name
+        self.tables = nn.ModuleDict()
+        self._table_of: dict[str, str] = {}
+        for f in by_name.values():
+            if isinstance(f, DenseFeature):
+                continue
+            root = _root(f.name, by_name)
+            root_f = by_name[root]
+            assert isinstance(root_f, SparseFeature | SequenceFeature)
+            if root_f.embed_dim != f.embed_dim:
+                raise InputError(
+                    f"feature {f.name!r} (embed_dim={f.embed_dim}) shares the table of "
+                    f"{root!r} (embed_dim={root_f.embed_dim}); give both the same embed_dim"
+                )
+            if f.vocab_size > root_f.vocab_size:
+                raise InputError(
+                    f"feature {f.name!r} (vocab_size={f.vocab_size}) shares the table of "
+                    f"{root!r} (vocab_size={root_f.vocab_size}), which is smaller"
+                )
+            self._table_of[f.name] = root
+            if root not in self.tables:
+                table = nn.Embedding(root_f.vocab_size, root_f.embed_dim, padding_idx=0)
+                nn.init.normal_(table.weight, std=init_std)
+                with torch.no_grad():
+                    table.weight[0].zero_()
+                self.tables[root] = table
+
+    def table(self, name: str) -> nn.Embedding:
+        """The embedding table feature ``name`` reads (its own or the one it shares)."""
+        self._feature(name)
+        return self.tables[self._table_of[name]]  # type: ignore[return-value]
+
+    def output_dim(self, names: Sequence[str]) -> int:
+        """Width of :meth:`forward`'s output for these feature names."""
+        return pooled_width([self._feature(n) for n in names])
+
+    def _feature(self, name: str) -> Feature:
+        if name not in self.features:
+            raise InputError(
+                f"unknown feature {name!r}; the model declares: {', '.join(self.features)}"
+            )
+        return self.features[name]
+
+    def _get(self, x: Mapping[str, Tensor], name: str) -> Tensor:
+        try:
+            return x[name]
+        except KeyError:
+            raise InputError(
+                f"feature {name!r} is missing from the input batch (it has: "
+                f"{', '.join(sorted(x))}); add the column or remove the feature from the model"
+            ) from None
+
+    def ids(self, x: Mapping[str, Tensor], name: str) -> Tensor:
+        """The checked id tensor of a sparse ``(B,)`` or sequence ``(B, L)`` feature."""
+        f = self._feature(name)
+        ids = self._get(x, name)
+        if _checking() and ids.numel() > 0:
+            if ids.dtype.is_floating_point:
+                raise InputError(f"feature {name!r} must hold integer ids, got {ids.dtype}")
+            lo, hi = int(ids.min()), int(ids.max())
+            assert isinstance(f, SparseFeature | SequenceFeature)
+            if lo < 0 or hi >= f.vocab_size:
+                bad = lo if lo < 0 else hi
+                raise InputError(
+                    f"feature {name!r} has id {bad} outside [0, {f.vocab_size}); encode ids "
+                    f"with the run's IdEncoder or raise vocab_size"
+                )
+        return ids
+
+    def sequence(self, x: Mapping[str, Tensor], name: str) -> tuple[Tensor, Tensor]:
+        """Embedded sequence ``(B, L, D)`` and its mask ``(B, L)`` (True at real ids)."""
+        seq = self.ids(x, name)  # (B, L)
+        if seq.dim() != 2:
+            raise InputError(f"sequence feature {name!r} must be (B, L), got {tuple(seq.shape)}")
+        mask = padding_mask(seq)  # (B, L)
+        emb = self.table(name)(seq) * mask.unsqueeze(-1).to(torch.float32)  # (B, L, D)
+        return emb, mask
+
+    def embed(self, x: Mapping[str, Tensor], name: str) -> Tensor:
+        """One feature's representation: ``(B, D)``, ``(B, d)`` or pooled sequence."""
+        f = self._feature(name)
+        if isinstance(f, DenseFeature):
+            value = self._get(x, name).to(torch.float32)
+            value = value.view(value.shape[0], -1)  # (B, d)
+            if _checking():
+                if value.shape[1] != f.embed_dim:
+                    raise InputError(
+                        f"dense feature {name!r} has {value.shape[1]} values per row, "
+                        f"declared embed_dim={f.embed_dim}"
+                    )
+                if torch.isnan(value).any():
+                    raise InputError(
+                        f"dense feature {name!r} contains NaN; fill or drop missing values"
+                    )
+            return value
+        if isinstance(f, SparseFeature):
+            ids = self.ids(x, name)
+            if ids.dim() != 1:
+                raise InputError(f"sparse feature {name!r} must be (B,), got {tuple(ids.shape)}")
+            return self.table(name)(ids)  # (B, D)
+        emb, mask = self.sequence(x, name)  # (B, L, D), (B, L)
+        if f.pooling == "mean":
+            return masked_mean(emb, mask)  # (B, D)
+        if f.pooling == "sum":
+            return emb.sum(dim=1)  # (B, D)
+        if f.pooling == "concat":
+            return emb.flatten(1)  # (B, L*D)
+        raise InputError(
+            f"sequence feature {name!r} has pooling=None; read it with sequence(), not embed()"
+        )
+
+    def forward(self, x: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
+        """Concatenate the named features' representations -> ``(B, sum of widths)``."""
+        parts: list[Tensor] = []
+        for n in names:
+            f = self._feature(n)
+            if isinstance(f, SequenceFeature) and f.pooling is None:
+                continue
+            parts.append(self.embed(x, n))
+        if not parts:
+            raise InputError(f"no poolable features among {list(names)}")
+        return torch.cat(parts, dim=-1)

@@ -1,0 +1,163 @@
+"""Training losses over candidate logits.
+
+Every loss takes ``logits (B, C)`` (similarity already divided by the model's temperature),
+``target (B,)`` the column of each row's positive, ``valid (B, C)`` bool (False for candidates
+that must not count, e.g. accidental hits: the row's own positive appearing as a negative), and
+optionally ``log_q (B, C)``, the log of each candidate's sampling probability.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rechub_core.errors import InputError
+
+NEG_INF = -1e9  # large finite value: -inf would give NaN gradients when a row is fully masked
+
+
+def _check(logits: Tensor, target: Tensor, valid: Tensor | None) -> Tensor:
+    if logits.dim() != 2:
+        raise InputError(f"logits must be (B, C), got {tuple(logits.shape)}")
+    if target.shape != (logits.shape[0],):
+        raise InputError(f"target must be (B,)={logits.shape[0]}, got {tuple(target.shape)}")
+    if valid is None:
+        valid = torch.ones_like(logits, dtype=torch.bool)
+    positive = F.one_hot(target, logits.shape[1]).bool()  # (B, C)
+    return valid | positive
+
+
+class CandidateLoss(nn.Module):
+    """Base of the losses; ``forward(logits, target, valid=None, log_q=None) -> scalar``."""
+
+    #: True when the loss uses the sampler's ``log_q``.
+    uses_log_q: bool = False
+
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        valid: Tensor | None = None,
+        log_q: Tensor | None = None,
+    ) -> Tensor:
+        raise NotImplementedError
+
+
+class BCELoss(CandidateLoss):
+    """Point-wise (mode 0): binary cross-entropy, label 1 for the positive, 0 for negatives.
+
+    The mean is over valid (row, candidate) pairs.
+    """
+
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        valid: Tensor | None = None,
+        log_q: Tensor | None = None,
+    ) -> Tensor:
+        keep = _check(logits, target, valid)
+        labels = F.one_hot(target, logits.shape[1]).to(logits.dtype)  # (B, C)
+        per = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")  # (B, C)
+        return (per * keep).sum() / keep.sum().clamp(min=1)
+
+
+def _pos_neg(logits: Tensor, target: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    pos = logits.gather(1, target.view(-1, 1))  # (B, 1)
+    neg_mask = keep & ~F.one_hot(target, logits.shape[1]).bool()  # (B, C)
+    return pos, neg_mask
+
+
+class BPRLoss(CandidateLoss):
+    """Pair-wise (mode 1): ``-log sigmoid(s_pos - s_neg)`` averaged over valid negatives."""
+
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        valid: Tensor | None = None,
+        log_q: Tensor | None = None,
+    ) -> Tensor:
+        keep = _check(logits, target, valid)
+        pos, neg_mask = _pos_neg(logits, target, keep)
+        per = -F.logsigmoid(pos - logits)  # (B, C)
+        return (per * neg_mask).sum() / neg_mask.sum().clamp(min=1)
+
+
+class HingeLoss(CandidateLoss):
+    """Pair-wise (mode 1) triplet hinge: ``max(0, margin - s_pos + s_neg)``.
+
+    Args:
+        margin: in logit units (similarity divided by the temperature).
+    """
+
+    def __init__(self, margin: float = 0.1) -> None:
+        super().__init__()
+        if margin < 0:
+            raise InputError(f"hinge margin must be >= 0, got {margin}")
+        self.margin = margin
+
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        valid: Tensor | None = None,
+        log_q: Tensor | None = None,
+    ) -> Tensor:
+        keep = _check(logits, target, valid)
+        pos, neg_mask = _pos_neg(logits, target, keep)
+        per = F.relu(self.margin - pos + logits)  # (B, C)
+        return (per * neg_mask).sum() / neg_mask.sum().clamp(min=1)
+
+
+class SoftmaxLoss(CandidateLoss):
+    """List-wise (mode 2): cross-entropy of the positive against the valid candidates."""
+
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        valid: Tensor | None = None,
+        log_q: Tensor | None = None,
+    ) -> Tensor:
+        keep = _check(logits, target, valid)
+        return F.cross_entropy(logits.masked_fill(~keep, NEG_INF), target)
+
+
+class SampledSoftmaxLoss(CandidateLoss):
+    """Sampled softmax (Jean et al. 2015; Yi et al. 2019): softmax over sampled candidates
+    with the logQ correction ``s - log q`` applied to every candidate, so the sampled loss is
+    an unbiased-in-the-limit estimate of the full softmax.
+
+    Args:
+        logq_correction: subtract ``log_q`` from the logits (requires a sampler that
+            reports sampling probabilities).
+    """
+
+    uses_log_q = True
+
+    def __init__(self, logq_correction: bool = True) -> None:
+        super().__init__()
+        self.logq_correction = logq_correction
+
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        valid: Tensor | None = None,
+        log_q: Tensor | None = None,
+    ) -> Tensor:
+        keep = _check(logits, target, valid)
+        if self.logq_correction:
+            if log_q is None:
+                raise InputError(
+                    "sampled_softmax with logq_correction=True needs log_q from the sampler; "
+                    "use a sampler that reports probabilities or set logq_correction=False"
+                )
+            logits = logits - log_q
+        return F.cross_entropy(logits.masked_fill(~keep, NEG_INF), target)
+
+
+#: The loss each training mode uses when none is given.
+DEFAULT_LOSS_BY_MODE = {0: "bce", 1: "bpr", 2: "softmax"}

@@ -1,0 +1,372 @@
+"""The plugin host: one pluggy PluginManager, entry-point loading, and the component registry.
+
+Plugins are found through entry points in the group ``rechub``. Each entry point is loaded on
+its own, so a plugin that fails to import, implements a hook that does not exist, or registers a
+name another plugin already took is reported (``rechub list-plugins``) without taking the others
+down. Environment variables:
+
+* ``RECHUB_PLUGINS``: comma-separated entry-point or distribution names; only those load
+  (set it empty to load none).
+* ``RECHUB_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry-point plugins, only the core's built-ins.
+* ``RECHUB_TRACE_HOOKS=1``: log every hook call (logger ``rechub.hooks``, level DEBUG).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.metadata as md
+import logging
+import os
+import traceback
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+import pluggy
+
+from rechub_core import hookspecs
+from rechub_core.errors import DuplicateComponentError, RechubError, UnknownComponentError
+from rechub_core.specs import KINDS, SPEC_TYPES, ComponentSpec, normalize_name
+
+ENTRY_POINT_GROUP = "rechub"
+ENV_PLUGINS = "RECHUB_PLUGINS"
+ENV_DISABLE_AUTOLOAD = "RECHUB_DISABLE_PLUGIN_AUTOLOAD"
+ENV_TRACE = "RECHUB_TRACE_HOOKS"
+CORE_DISTRIBUTION = "rechub"
+BUILTIN_PLUGIN_NAME = "rechub.builtins"
+
+log = logging.getLogger("rechub.plugins")
+
+
+@attrs.frozen
+class PluginInfo:
+    """What ``rechub list-plugins`` shows for one plugin.
+
+    Attributes:
+        name: entry-point name (or the name it was registered under in code).
+        distribution: the installed package that provides it.
+        version: that package's version ("" when unknown).
+        status: "ok", or "error" when it failed to load or clashed (see ``error``).
+        error: the reason, one line, when status is "error".
+        components: kind -> names it registers (display names, sorted).
+        hooks: names of the hooks it implements.
+        builtin: True for the core's own components.
+    """
+
+    name: str
+    distribution: str
+    version: str
+    status: str
+    error: str | None = None
+    components: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    hooks: tuple[str, ...] = ()
+    builtin: bool = False
+
+
+@attrs.define
+class _Registration:
+    spec: ComponentSpec
+    plugin: str
+    distribution: str
+
+
+def _one_line(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return " ".join(text.split())
+
+
+def _env_selection() -> set[str] | None:
+    raw = os.environ.get(ENV_PLUGINS)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+class PluginHost:
+    """Owns the PluginManager, the loaded plugins' status and the component registry.
+
+    Most code uses the process-wide host through :func:`get_host`; tests build their own.
+    """
+
+    def __init__(self, *, group: str = ENTRY_POINT_GROUP, builtins: bool = True) -> None:
+        self.group = group
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self._with_builtins = builtins
+        self._loaded = False
+        self._meta: dict[str, dict[str, Any]] = {}
+        self._failed: dict[str, PluginInfo] = {}
+        self._registry: dict[str, dict[str, list[_Registration]]] | None = None
+        self._plugin_errors: dict[str, str] = {}
+        if os.environ.get(ENV_TRACE, "") not in ("", "0"):
+            self.pm.trace.root.setwriter(lambda msg: log.debug("%s", msg.rstrip()))
+            self.pm.enable_tracing()
+
+    # --- loading ------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Register the built-ins and every selected entry point; safe to call repeatedly."""
+        if self._loaded:
+            return
+        self._loaded = True
+        if self._with_builtins:
+            from rechub_core import builtins
+
+            self.register(
+                builtins,
+                name=BUILTIN_PLUGIN_NAME,
+                distribution=CORE_DISTRIBUTION,
+                version=_version_of(CORE_DISTRIBUTION),
+                builtin=True,
+            )
+        if os.environ.get(ENV_DISABLE_AUTOLOAD, "") not in ("", "0"):
+            return
+        selection = _env_selection()
+        for ep in sorted(md.entry_points(group=self.group), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist is not None else "?"
+            version = ep.dist.version if ep.dist is not None else ""
+            if selection is not None and ep.name not in selection and dist not in selection:
+                continue
+            if self.pm.has_plugin(ep.name) or ep.name in self._failed:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must never take the host down
+                log.warning("plugin %s (%s) failed to import: %s", ep.name, dist, exc)
+                self._failed[ep.name] = PluginInfo(
+                    name=ep.name,
+                    distribution=dist,
+                    version=version,
+                    status="error",
+                    error=f"import failed: {_one_line(exc)}",
+                )
+                continue
+            self.register(plugin, name=ep.name, distribution=dist, version=version)
+
+    def register(
+        self,
+        plugin: object,
+        *,
+        name: str,
+        distribution: str = "(in-process)",
+        version: str = "",
+        builtin: bool = False,
+    ) -> bool:
+        """Register a plugin object (module or instance with hook implementations).
+
+        Returns False (and records the reason, shown by ``list-plugins``) when the plugin
+        implements a hook with a wrong signature or a hook that does not exist.
+        """
+        self._registry = None
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # pluggy's PluginValidationError: wrong hook signature
+            self._failed[name] = PluginInfo(
+                name=name,
+                distribution=distribution,
+                version=version,
+                status="error",
+                error=f"invalid hook implementation: {_one_line(exc)}",
+                builtin=builtin,
+            )
+            return False
+        unknown = [c.name for c in self.pm.get_hookcallers(plugin) or [] if not c.has_spec()]
+        if unknown:
+            self.pm.unregister(plugin)
+            known = ", ".join(sorted(n for n in dir(self.pm.hook) if n.startswith("rechub_")))
+            self._failed[name] = PluginInfo(
+                name=name,
+                distribution=distribution,
+                version=version,
+                status="error",
+                error=f"implements unknown hook(s) {', '.join(sorted(unknown))} "
+                f"(a typo? known hooks: {known})",
+                builtin=builtin,
+            )
+            return False
+        self._failed.pop(name, None)
+        self._meta[name] = {"distribution": distribution, "version": version, "builtin": builtin}
+        return True
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin registered under ``name`` (tests use this to clean up)."""
+        self._registry = None
+        self._failed.pop(name, None)
+        self._meta.pop(name, None)
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+
+    # --- registry -----------------------------------------------------------------------------
+
+    def _build_registry(self) -> dict[str, dict[str, list[_Registration]]]:
+        self.load()
+        if self._registry is not None:
+            return self._registry
+        registry: dict[str, dict[str, list[_Registration]]] = {k: {} for k in KINDS}
+        errors: dict[str, list[str]] = {}
+        for hook_name, kind in hookspecs.COMPONENT_HOOKS.items():
+            caller = getattr(self.pm.hook, hook_name)
+            # pluggy calls the last registered first; reverse so load order decides precedence
+            for impl in reversed(caller.get_hookimpls()):
+                meta = self._meta.get(impl.plugin_name, {})
+                dist = str(meta.get("distribution", "?"))
+                try:
+                    records = list(impl.function() or [])
+                    expected = SPEC_TYPES[kind]
+                    for rec in records:
+                        if not isinstance(rec, expected):
+                            raise TypeError(
+                                f"{hook_name} must yield {expected.__name__} records, "
+                                f"got {type(rec).__name__}"
+                            )
+                except Exception as exc:
+                    errors.setdefault(impl.plugin_name, []).append(
+                        f"{hook_name} failed: {_one_line(exc)}"
+                    )
+                    continue
+                for rec in records:
+                    key = normalize_name(rec.name)
+                    entries = registry[kind].setdefault(key, [])
+                    if entries and entries[0].distribution != dist:
+                        errors.setdefault(impl.plugin_name, []).append(
+                            f"{kind} {rec.name!r} is also registered by {entries[0].distribution}"
+                        )
+                    if not any(e.plugin == impl.plugin_name for e in entries):
+                        entries.append(_Registration(rec, impl.plugin_name, dist))
+        self._plugin_errors = {name: "; ".join(msgs) for name, msgs in errors.items()}
+        self._registry = registry
+        return registry
+
+    def get_spec(self, kind: str, name: str) -> ComponentSpec:
+        """The record registered as ``name`` for ``kind``.
+
+        Raises:
+            UnknownComponentError: no plugin registers it; the message lists what exists.
+            DuplicateComponentError: two distributions register it; the message names both.
+        """
+        registry = self._build_registry()
+        if kind not in registry:
+            raise UnknownComponentError(
+                f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}"
+            )
+        entries = registry[kind].get(normalize_name(name))
+        if not entries:
+            available = ", ".join(self.list_components(kind)) or "(none)"
+            raise UnknownComponentError(
+                f"no {kind} named {name!r}; available {kind}s: {available}. "
+                "Install the plugin that provides it, or check `rechub list-components`."
+            )
+        dists = sorted({e.distribution for e in entries})
+        if len(dists) > 1:
+            raise DuplicateComponentError(
+                f"{kind} {name!r} is registered by more than one package: {' and '.join(dists)}; "
+                f"uninstall one, or limit loading with {ENV_PLUGINS}=<names>"
+            )
+        return entries[0].spec
+
+    def create(self, kind: str, name: str, /, **params: Any) -> Any:
+        """Build the component ``name`` of ``kind`` with keyword ``params``."""
+        spec = self.get_spec(kind, name)
+        try:
+            return spec.factory(**params)
+        except TypeError as exc:
+            if "unexpected keyword" in str(exc) or "required" in str(exc):
+                raise RechubError(f"cannot create {kind} {spec.name!r}: {exc}") from exc
+            raise
+
+    def list_components(self, kind: str, pattern: str | None = None) -> list[str]:
+        """Sorted display names of ``kind``; ``pattern`` is a case-insensitive glob."""
+        registry = self._build_registry()
+        if kind not in registry:
+            raise UnknownComponentError(
+                f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}"
+            )
+        names = sorted({entries[0].spec.name for entries in registry[kind].values()}, key=str.lower)
+        if pattern:
+            names = [n for n in names if fnmatch.fnmatch(n.lower(), pattern.lower())]
+        return names
+
+    def plugins(self, include_builtins: bool = False) -> list[PluginInfo]:
+        """Status and registrations of every plugin, failed ones included."""
+        registry = self._build_registry()
+        infos: list[PluginInfo] = []
+        for name, meta in self._meta.items():
+            if meta["builtin"] and not include_builtins:
+                continue
+            components: dict[str, list[str]] = {}
+            for kind, entries_by_key in registry.items():
+                for entries in entries_by_key.values():
+                    for e in entries:
+                        if e.plugin == name:
+                            components.setdefault(kind, []).append(e.spec.name)
+            plugin = self.pm.get_plugin(name)
+            hooks = tuple(sorted(c.name for c in self.pm.get_hookcallers(plugin) or []))
+            error = self._plugin_errors.get(name)
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    distribution=str(meta["distribution"]),
+                    version=str(meta["version"]),
+                    status="error" if error else "ok",
+                    error=error,
+                    components={k: tuple(sorted(v, key=str.lower)) for k, v in components.items()},
+                    hooks=hooks,
+                    builtin=bool(meta["builtin"]),
+                )
+            )
+        infos.extend(i for i in self._failed.values() if include_builtins or not i.builtin)
+        return sorted(infos, key=lambda i: (not i.builtin, i.name))
+
+    def call_register_commands(self, app: Any) -> None:
+        """Let every plugin add commands to the typer ``app``; a failing plugin is logged."""
+        self.load()
+        for impl in reversed(self.pm.hook.rechub_register_commands.get_hookimpls()):
+            try:
+                impl.function(app=app)
+            except Exception as exc:
+                log.warning("plugin %s failed to add commands: %s", impl.plugin_name, exc)
+
+
+def _version_of(distribution: str) -> str:
+    try:
+        return md.version(distribution)
+    except md.PackageNotFoundError:
+        return ""
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, loading plugins on first use."""
+    global _HOST
+    if _HOST is None:
+        _HOST = PluginHost()
+    _HOST.load()
+    return _HOST
+
+
+def reset_host() -> None:
+    """Forget the process-wide host (the next :func:`get_host` reloads every plugin)."""
+    global _HOST
+    _HOST = None
+
+
+def create(kind: str, name: str, /, **params: Any) -> Any:
+    """Build a registered component: ``create("loss", "sampled_softmax", logq_correction=True)``."""
+    return get_host().create(kind, name, **params)
+
+
+def list_components(kind: str, pattern: str | None = None) -> list[str]:
+    """Names registered for ``kind`` ("tower", "encoder", "loss", "sampler", "index", "model")."""
+    return get_host().list_components(kind, pattern)
+
+
+def get_spec(kind: str, name: str) -> ComponentSpec:
+    """The registration record of a component (its factory, description, defaults)."""
+    return get_host().get_spec(kind, name)
+
+
+def iter_plugins(include_builtins: bool = False) -> Iterable[PluginInfo]:
+    """Every plugin the process-wide host knows, with status."""
+    return get_host().plugins(include_builtins)

@@ -1,0 +1,531 @@
+"""Turn interactions into model-ready numpy arrays under rechub's evaluation protocol.
+
+The protocol (DESIGN.md §4), implemented by :func:`prepare`:
+
+* users with fewer than ``min_interactions`` interactions are dropped;
+* each user's interactions are ordered by ``(timestamp, raw item id)`` — ties in the timestamp are
+  broken by the raw item id, so the "last" item is well defined;
+* the last item is the test target, the second-to-last the validation target, the rest training;
+* ids are mapped to contiguous ints ``1..n``; ``0`` is padding and never assigned;
+* histories keep the **most recent** items, oldest first, newest last, right-padded with ``0``.
+
+Everything is vectorised with numpy: no Python loop per row or per user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import pandas as pd
+
+from rechub_core.datasets import Interactions
+from rechub_core.errors import InputError
+
+__all__ = [
+    "UNKNOWN",
+    "EvalSplit",
+    "IdEncoder",
+    "PreparedData",
+    "group_indptr",
+    "prepare",
+    "segments_to_csr",
+    "trailing_windows",
+]
+
+#: The category a missing or unknown side value (profile or item column) is encoded as.
+UNKNOWN = "__unknown__"
+
+_JSON_SCALARS = (bool, int, float, str)
+
+
+def _to_python(value: Any) -> Any:
+    """A numpy scalar as the matching Python scalar; anything else unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _as_array(values: Iterable[Any] | np.ndarray | pd.Series) -> np.ndarray:
+    """Raw ids as a numpy array without numpy's fixed-width strings (they drop trailing NULs)."""
+    if isinstance(values, pd.Series | pd.Index):
+        arr = values.to_numpy()
+    elif isinstance(values, np.ndarray):
+        arr = values
+    else:
+        arr = np.asarray(values if isinstance(values, list | tuple) else list(values), dtype=object)
+        if arr.size and pd.api.types.infer_dtype(arr.reshape(-1), skipna=False) == "integer":
+            with contextlib.suppress(OverflowError):  # ints beyond int64 stay Python ints
+                arr = arr.astype(np.int64)
+    if arr.dtype.kind in "US":
+        arr = arr.astype(object)
+    return arr
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Unique values in a deterministic order: natural order, or by (type name, str) if mixed."""
+    uniq = pd.unique(pd.Series(values, copy=False))
+    try:
+        return np.asarray(np.sort(uniq))
+    except TypeError:  # mixed types (e.g. int and str) cannot be compared directly
+        ordered = sorted(uniq.tolist(), key=lambda v: (type(v).__name__, str(v)))
+        out = np.empty(len(ordered), dtype=object)
+        out[:] = ordered
+        return out
+
+
+class IdEncoder:
+    """Maps raw ids (str or int) of one field to contiguous ints ``1..n``; ``0`` is padding.
+
+    Codes follow the sorted order of the raw ids (ints numerically, strings lexically), so they
+    are deterministic and ``code(a) < code(b)`` iff ``a < b``. ``len(encoder)`` is the vocabulary
+    size **including** the padding code, i.e. ``n + 1``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._values: np.ndarray = np.empty(0, dtype=object)
+        self._index: pd.Index = pd.Index(self._values)
+        self._fitted = False
+
+    def __repr__(self) -> str:
+        return f"IdEncoder({self.name!r}, n={len(self._values)})"
+
+    def __len__(self) -> int:
+        return len(self._values) + 1
+
+    @property
+    def classes(self) -> np.ndarray:
+        """The raw ids; ``classes[c - 1]`` is the raw id of code ``c``. Shape ``(n,)``."""
+        return self._values
+
+    def _set_values(self, values: np.ndarray) -> None:
+        self._values = values
+        self._index = pd.Index(values)
+        self._fitted = True
+
+    def fit(self, values: Iterable[Any] | np.ndarray | pd.Series) -> IdEncoder:
+        """Learn the vocabulary from ``values`` (any 1-d array-like of raw ids); returns self."""
+        arr = _as_array(values).reshape(-1)
+        if len(arr) and pd.isna(pd.Series(arr, copy=False)).any():
+            raise InputError(
+                f"field {self.name!r}: the values contain NaN/None; drop or fill those rows "
+                "before encoding"
+            )
+        self._set_values(_sorted_unique(arr))
+        return self
+
+    def transform(self, values: Iterable[Any] | np.ndarray | pd.Series) -> np.ndarray:
+        """Encode raw ids: same shape as ``values``, int64 codes in ``1..n``.
+
+        Raises :class:`InputError` naming the field and one unknown value if any id was not seen
+        by :meth:`fit`.
+        """
+        if not self._fitted:
+            raise InputError(f"encoder {self.name!r} is not fitted; call fit(values) first")
+        arr = _as_array(values)
+        shape = arr.shape
+        flat = arr.reshape(-1)
+        pos = self._index.get_indexer(flat)
+        missing = pos < 0
+        if missing.any():
+            bad = flat[np.flatnonzero(missing)[0]]
+            raise InputError(
+                f"field {self.name!r}: {int(missing.sum())} value(s) are not in the vocabulary, "
+                f"e.g. {_to_python(bad)!r} (type {type(_to_python(bad)).__name__}); fit the "
+                f"encoder on data that contains them, or drop those rows "
+                f"(vocabulary has {len(self._values)} ids)"
+            )
+        return (pos.astype(np.int64) + 1).reshape(shape)
+
+    def inverse(self, codes: Iterable[int] | np.ndarray) -> np.ndarray:
+        """Decode int codes (any shape) back to raw ids; ``0`` (padding) or out of range raises."""
+        arr = np.asarray(codes)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"field {self.name!r}: codes must be integers, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64, copy=False)
+        bad = (arr < 1) | (arr > len(self._values))
+        if bad.any():
+            first = int(arr[bad].reshape(-1)[0])
+            raise InputError(
+                f"field {self.name!r}: code {first} has no raw id (valid codes are "
+                f"1..{len(self._values)}; 0 is padding); drop padding before decoding"
+            )
+        return self._values[arr - 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict; raw ids keep their type (int stays int, str stays str)."""
+        out: list[Any] = []
+        for value in self._values.tolist():
+            value = _to_python(value)
+            if not isinstance(value, _JSON_SCALARS):
+                raise InputError(
+                    f"field {self.name!r}: raw id {value!r} of type {type(value).__name__} "
+                    "cannot be saved as JSON; use str or int ids"
+                )
+            out.append(value)
+        return {"name": self.name, "values": out}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IdEncoder:
+        """Rebuild an encoder from :meth:`to_dict` output."""
+        try:
+            name, values = data["name"], data["values"]
+        except (KeyError, TypeError) as exc:
+            raise InputError(
+                f"encoder dict must have keys 'name' and 'values', got {data!r:.200}"
+            ) from exc
+        enc = cls(str(name))
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            arr: np.ndarray = np.asarray(values, dtype=np.int64)
+        else:
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = list(values)
+        if len(pd.Index(arr).unique()) != len(arr):
+            raise InputError(f"encoder {name!r}: the saved values contain duplicates")
+        enc._set_values(arr)
+        return enc
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as JSON to ``path`` atomically (temp file + ``os.replace``)."""
+        _atomic_write_text(Path(path), json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> IdEncoder:
+        """Read an encoder written by :meth:`save`."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"cannot read encoder file {os.fspath(path)!r}: {exc}") from exc
+        return cls.from_dict(data)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- vectorised helpers
+
+
+def group_indptr(sorted_groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Offsets of groups in an array sorted by group.
+
+    ``sorted_groups``: (N,) ints in ``0..n_groups-1``, non-decreasing. Returns ``indptr``
+    (n_groups+1,) int64 so that group ``g`` occupies ``[indptr[g], indptr[g+1])``.
+    """
+    counts = np.bincount(np.asarray(sorted_groups, dtype=np.int64), minlength=n_groups)
+    indptr = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr
+
+
+def trailing_windows(
+    values: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int, pad: int = 0
+) -> np.ndarray:
+    """The most recent ``max_len`` values of each segment, oldest first, right-padded.
+
+    ``values``: (N,); ``starts``/``ends``: (R,) int; segment ``r`` is
+    ``values[starts[r]:ends[r]]``.
+    Returns (R, max_len) of ``values.dtype``: row ``r`` holds the last ``min(ends-starts, max_len)``
+    values of its segment in their original order, followed by ``pad``.
+    """
+    values = np.asarray(values)
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    lengths = np.minimum(np.maximum(ends - starts, 0), max_len)
+    out = np.full((len(starts), max_len), pad, dtype=values.dtype)
+    total = int(lengths.sum())
+    if total == 0:
+        return out
+    row_ptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=row_ptr[1:])
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    cols = np.arange(total, dtype=np.int64) - row_ptr[rows]
+    out[rows, cols] = values[ends[rows] - lengths[rows] + cols]
+    return out
+
+
+def segments_to_csr(
+    values: np.ndarray, starts: np.ndarray, ends: np.ndarray, unique: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """CSR rows from segments of ``values``: row ``r`` = ``values[starts[r]:ends[r]]``.
+
+    Returns ``(indptr (R+1,) int64, indices (nnz,) int64)``. With ``unique`` each row is sorted
+    and de-duplicated (what a "seen items" mask needs).
+    """
+    values = np.asarray(values, dtype=np.int64)
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.maximum(np.asarray(ends, dtype=np.int64) - starts, 0)
+    n_rows = len(starts)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    total = int(indptr[-1])
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
+    indices = values[starts[rows] + np.arange(total, dtype=np.int64) - indptr[rows]]
+    if not unique or total == 0:
+        return indptr, indices
+    # One int64 sort on (row, value) instead of a lexsort: values are item codes, small ints.
+    lo, hi = int(indices.min()), int(indices.max())
+    if lo >= 0 and n_rows * (hi + 1.0) < 2.0**62:
+        order = np.argsort(rows * (hi + 1) + indices, kind="stable")
+    else:
+        order = np.lexsort((indices, rows))
+    indices, rows = indices[order], rows[order]
+    keep = np.ones(total, dtype=bool)
+    keep[1:] = (rows[1:] != rows[:-1]) | (indices[1:] != indices[:-1])
+    indices, rows = indices[keep], rows[keep]
+    return group_indptr(rows, n_rows), indices
+
+
+# --------------------------------------------------------------------------- the protocol
+
+
+@attrs.frozen(eq=False)
+class EvalSplit:
+    """One evaluation split (validation or test): one row per user.
+
+    ``users``: ``"user_id"`` (U,) int64, each profile column (U,) int64, ``"hist_item_id"``
+    (U, L) int64 right-padded; ``target`` (U,) int64 encoded item; ``seen_indptr`` (U+1,) and
+    ``seen_indices`` (nnz,) int64: CSR of the encoded items to exclude when ranking (the
+    history the user already had, sorted and unique per row).
+    """
+
+    users: dict[str, np.ndarray]
+    target: np.ndarray
+    seen_indptr: np.ndarray
+    seen_indices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def seen(self, row: int) -> np.ndarray:
+        """The encoded items excluded for user row ``row``: (k,) int64."""
+        return self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]]
+
+
+@attrs.frozen(eq=False)
+class PreparedData:
+    """Model-ready arrays of one dataset under the protocol (see module docstring).
+
+    ``train``: one row per training sample (N rows): ``"user_id"`` (N,), profile columns (N,),
+    ``"hist_item_id"`` (N, L), ``"item_id"`` (N,) target and the target's item side columns.
+    ``train_sequences``: one row per user (U rows): ``"user_id"``, profile columns and
+    ``"seq_item_id"`` (U, L+1), the user's most recent L+1 training items, right-padded.
+    ``items``: row ``i`` describes encoded item ``i``; row 0 is padding (all zeros).
+    ``vocab``: vocabulary size (including padding 0) of every categorical column;
+    ``"hist_item_id"`` and ``"seq_item_id"`` share ``"item_id"``'s.
+    ``item_counts`` (n_items+1,) int64: frequency of each item in the training portion.
+    ``item_titles`` (n_items+1,) object or None: raw title per encoded item (``""`` for 0).
+    """
+
+    train: dict[str, np.ndarray]
+    train_sequences: dict[str, np.ndarray]
+    val: EvalSplit
+    test: EvalSplit
+    items: dict[str, np.ndarray]
+    encoders: dict[str, IdEncoder]
+    vocab: dict[str, int]
+    user_columns: tuple[str, ...]
+    item_columns: tuple[str, ...]
+    item_counts: np.ndarray
+    item_titles: np.ndarray | None
+    max_len: int
+
+    @property
+    def n_items(self) -> int:
+        """Number of real items (excluding padding)."""
+        return self.vocab["item_id"] - 1
+
+    @property
+    def n_users(self) -> int:
+        """Number of kept users (excluding padding)."""
+        return self.vocab["user_id"] - 1
+
+
+_EVENT_COLUMNS = ("user_id", "item_id", "timestamp")
+_RESERVED = frozenset({"user_id", "item_id", "hist_item_id", "seq_item_id", "timestamp"})
+
+
+def _check_events(events: pd.DataFrame) -> None:
+    missing = [c for c in _EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise InputError(
+            f"interactions.events lacks column(s) {missing}; found {list(events.columns)}. "
+            "Rename the columns to user_id, item_id, timestamp (load_interactions_file does "
+            "this with --user-col/--item-col/--time-col)"
+        )
+    for col in _EVENT_COLUMNS:
+        nan = events[col].isna().to_numpy()
+        if nan.any():
+            raise InputError(
+                f"interactions.events column {col!r} has {int(nan.sum())} NaN/None value(s) "
+                f"(first at row {int(np.flatnonzero(nan)[0])}); drop or fill those rows"
+            )
+
+
+def _side_codes(
+    table: pd.DataFrame | None,
+    raw_ids: np.ndarray,
+    what: str,
+    encoders: dict[str, IdEncoder],
+    exclude: Iterable[str] = (),
+) -> dict[str, np.ndarray]:
+    """Encode each column of a side table for ``raw_ids``: {col: (len(raw_ids),) int64 codes}."""
+    if table is None:
+        return {}
+    if not table.index.is_unique:
+        dup = table.index[table.index.duplicated()][0]
+        raise InputError(
+            f"interactions.{what} has a duplicated index value {_to_python(dup)!r}; the index "
+            f"must be the raw {what[:-1]} id, one row per {what[:-1]}"
+        )
+    skip = set(exclude)
+    out: dict[str, np.ndarray] = {}
+    aligned = table.reindex(pd.Index(raw_ids))
+    for col in table.columns:
+        if col in skip:
+            continue
+        if not isinstance(col, str) or col in _RESERVED or col in encoders:
+            raise InputError(
+                f"interactions.{what} column {col!r} clashes with a reserved or already used "
+                f"column name ({sorted(_RESERVED | set(encoders))}); rename it"
+            )
+        vals = aligned[col].astype(object)
+        vals = vals.where(vals.notna(), UNKNOWN).to_numpy()
+        enc = IdEncoder(col).fit(vals)
+        encoders[col] = enc
+        out[col] = enc.transform(vals)
+    return out
+
+
+def prepare(
+    interactions: Interactions, max_len: int = 50, min_interactions: int = 5
+) -> PreparedData:
+    """Apply the leave-one-out protocol and build every array a retrieval model needs.
+
+    ``max_len`` (L): history length in items. ``min_interactions``: users with fewer
+    interactions are dropped (at least 3: one training item, a validation and a test item).
+    Returns :class:`PreparedData`; all id arrays are int64 codes, 0 = padding.
+    """
+    if max_len < 1:
+        raise InputError(f"max_len must be >= 1, got {max_len}")
+    if min_interactions < 3:
+        raise InputError(
+            f"min_interactions must be >= 3 (one training, one validation and one test item "
+            f"per user), got {min_interactions}"
+        )
+    events = interactions.events
+    _check_events(events)
+    raw_users = events["user_id"].to_numpy()
+    raw_items = events["item_id"].to_numpy()
+
+    # Drop users below min_interactions.
+    user_counts = pd.Series(raw_users, copy=False).value_counts()
+    keep_users = user_counts.index[user_counts.to_numpy() >= min_interactions]
+    keep = pd.Index(keep_users).get_indexer(raw_users) >= 0
+    if not keep.any():
+        raise InputError(
+            f"no user has at least min_interactions={min_interactions} interactions "
+            f"({len(user_counts)} users, {len(events)} events); lower min_interactions"
+        )
+    raw_users, raw_items = raw_users[keep], raw_items[keep]
+    timestamps = events["timestamp"].to_numpy()[keep]
+
+    user_enc = IdEncoder("user_id").fit(raw_users)
+    item_enc = IdEncoder("item_id").fit(raw_items)
+    users = user_enc.transform(raw_users)
+    items = item_enc.transform(raw_items)
+    n_users, n_items = len(user_enc) - 1, len(item_enc) - 1
+
+    # Order by (user, timestamp, raw item id). Item codes follow raw-id order.
+    if np.issubdtype(timestamps.dtype, np.number) or np.issubdtype(timestamps.dtype, np.datetime64):
+        time_key = timestamps
+    else:
+        time_key = pd.factorize(pd.Series(timestamps, copy=False), sort=True)[0]
+    order = np.lexsort((items, time_key, users))
+    users, items = users[order], items[order]
+
+    indptr = group_indptr(users - 1, n_users)
+    starts, ends = indptr[:-1], indptr[1:]
+    train_end = ends - 2  # exclusive end of each user's training items
+    val_pos, test_pos = ends - 2, ends - 1
+
+    # Side columns.
+    encoders: dict[str, IdEncoder] = {"user_id": user_enc, "item_id": item_enc}
+    user_side = _side_codes(interactions.users, user_enc.classes, "users", encoders)
+    title_col = ("title",) if interactions.items is not None else ()
+    item_side = _side_codes(interactions.items, item_enc.classes, "items", encoders, title_col)
+    item_table: dict[str, np.ndarray] = {"item_id": np.arange(n_items + 1, dtype=np.int64)}
+    for col, codes in item_side.items():
+        item_table[col] = np.concatenate([np.zeros(1, dtype=np.int64), codes])
+    item_titles: np.ndarray | None = None
+    if interactions.items is not None and "title" in interactions.items.columns:
+        titles = interactions.items["title"].reindex(pd.Index(item_enc.classes))
+        item_titles = np.empty(n_items + 1, dtype=object)
+        item_titles[0] = ""
+        item_titles[1:] = titles.where(titles.notna(), "").astype(str).to_numpy()
+
+    user_ids = np.arange(1, n_users + 1, dtype=np.int64)
+
+    def user_features(user_codes: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"user_id": user_codes}
+        for col, codes in user_side.items():
+            out[col] = codes[user_codes - 1]
+        return out
+
+    # Training samples: every training position except each user's first.
+    is_train = np.ones(len(items), dtype=bool)
+    is_train[val_pos] = False
+    is_train[test_pos] = False
+    sample_mask = is_train.copy()
+    sample_mask[starts] = False
+    sample_pos = np.flatnonzero(sample_mask)
+    sample_user = users[sample_pos]
+    train = user_features(sample_user)
+    train["hist_item_id"] = trailing_windows(items, starts[sample_user - 1], sample_pos, max_len)
+    train["item_id"] = items[sample_pos]
+    for col in item_side:
+        train[col] = item_table[col][train["item_id"]]
+
+    train_sequences = user_features(user_ids)
+    train_sequences["seq_item_id"] = trailing_windows(items, starts, train_end, max_len + 1)
+
+    def split(hist_end: np.ndarray, target_pos: np.ndarray) -> EvalSplit:
+        feats = user_features(user_ids)
+        feats["hist_item_id"] = trailing_windows(items, starts, hist_end, max_len)
+        seen_indptr, seen_indices = segments_to_csr(items, starts, hist_end)
+        return EvalSplit(feats, items[target_pos], seen_indptr, seen_indices)
+
+    val = split(train_end, val_pos)
+    test = split(train_end + 1, test_pos)
+
+    item_counts = np.bincount(items[is_train], minlength=n_items + 1).astype(np.int64)
+    vocab = {name: len(enc) for name, enc in encoders.items()}
+    vocab["hist_item_id"] = vocab["seq_item_id"] = vocab["item_id"]
+    return PreparedData(
+        train=train,
+        train_sequences=train_sequences,
+        val=val,
+        test=test,
+        items=item_table,
+        encoders=encoders,
+        vocab=vocab,
+        user_columns=tuple(user_side),
+        item_columns=tuple(item_side),
+        item_counts=item_counts,
+        item_titles=item_titles,
+        max_len=max_len,
+    )

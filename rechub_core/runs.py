@@ -1,0 +1,360 @@
+"""Run folders: train a registered model from a :class:`RunConfig`, save everything needed to
+evaluate, export and serve it, and load it back.
+
+A run folder holds ``config.toml`` (the effective settings), ``schema.json``,
+``encoders.json`` (raw id <-> encoded id), ``model.pt`` (best weights) and ``checkpoint.pt``,
+``metrics.json`` (test, validation, MostPop, per-epoch history), ``curve.png``, ``users.pt``
+(each user's serving input: history = train + validation items, and seen items) and
+``index.npz`` (the item index), so ``rechub recall RUN`` works on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import pandas as pd
+import torch
+
+from rechub_core.config import RunConfig, save_config
+from rechub_core.data import BatchLoader, eval_loader, loaders_from_prepared
+from rechub_core.errors import CheckpointError, InputError
+from rechub_core.io import ensure_writable_dir, load_torch, save_torch, write_json
+from rechub_core.metrics import most_popular_metrics
+from rechub_core.model import MatchModel
+from rechub_core.plugins import create, get_spec
+from rechub_core.preprocess import IdEncoder, PreparedData, prepare
+from rechub_core.schema import DataSchema
+from rechub_core.specs import ModelSpec, TrainDefaults
+from rechub_core.trainer import BEST_WEIGHTS, MatchTrainer, load_weights
+
+log = logging.getLogger("rechub.runs")
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def default_data_dir() -> Path:
+    """``$RECHUB_DATA_DIR``, else ``../shared/data`` next to the repository."""
+    env = os.environ.get("RECHUB_DATA_DIR")
+    return Path(env) if env else DEFAULT_DATA_DIR
+
+
+def load_interactions(cfg: RunConfig) -> Any:
+    """The :class:`~rechub_core.datasets.Interactions` a config names."""
+    from rechub_core import datasets
+
+    d = cfg.data
+    source = d.source.lower()
+    if source == "synthetic":
+        return datasets.synthetic_interactions(
+            n_users=d.synthetic_users, n_items=d.synthetic_items, seed=d.seed
+        )
+    if source in ("movielens-100k", "ml-100k", "movielens"):
+        folder = Path(d.data_dir) if d.data_dir else default_data_dir()
+        if not (folder / "u.data").exists() and not (folder / "ml-100k" / "u.data").exists():
+            if not d.download:
+                raise InputError(
+                    f"MovieLens-100K not found in {folder}; pass --data-dir DIR (the folder with "
+                    "u.data) or --download to fetch the official archive into the cache"
+                )
+            folder = datasets.download_movielens_100k(Path.home() / ".cache" / "rechub")
+        return datasets.load_movielens_100k(folder)
+    path = Path(d.source)
+    if not path.exists():
+        raise InputError(
+            f"--data {d.source!r} is neither 'synthetic', 'movielens-100k' nor an existing file"
+        )
+    return datasets.load_interactions_file(path, d.user_col, d.item_col, d.time_col)
+
+
+@attrs.frozen
+class TrainSettings:
+    """Effective training settings: the config where it speaks, the model's defaults elsewhere."""
+
+    mode: int
+    loss: str | None
+    loss_params: dict[str, Any]
+    sampler: str
+    sampler_params: dict[str, Any]
+    lr: float
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    patience: int
+
+
+def effective_settings(cfg: RunConfig, spec: ModelSpec) -> TrainSettings:
+    """Merge the config's training section with the model's documented defaults."""
+    d: TrainDefaults = spec.train_defaults
+    t = cfg.train
+    mode = t.mode if t.mode is not None else d.mode
+    if mode not in spec.modes:
+        raise InputError(
+            f"{spec.name} supports modes {list(spec.modes)}, not mode={mode}; change train.mode"
+        )
+    explicit_epochs = t.epochs is not None
+    return TrainSettings(
+        mode=mode,
+        loss=cfg.loss.name
+        if cfg.loss
+        else (d.loss if t.mode is None or t.mode == d.mode else None),
+        loss_params=dict(cfg.loss.params) if cfg.loss else dict(d.loss_params),
+        sampler=cfg.sampler.name if cfg.sampler else d.sampler,
+        sampler_params=dict(cfg.sampler.params) if cfg.sampler else dict(d.sampler_params),
+        lr=t.lr if t.lr is not None else d.lr,
+        weight_decay=t.weight_decay if t.weight_decay is not None else d.weight_decay,
+        batch_size=t.batch_size or d.batch_size,
+        epochs=t.epochs if explicit_epochs and t.epochs is not None else d.max_epochs,
+        # a fixed epoch count means "train that long": no early stop before it
+        patience=t.patience or (t.epochs if explicit_epochs and t.epochs else d.patience),
+    )
+
+
+def build_model(spec: ModelSpec, schema: DataSchema, params: dict[str, Any]) -> MatchModel:
+    """The model a spec builds for a data schema."""
+    if spec.from_schema is None:
+        raise InputError(
+            f"model {spec.name} does not say how to build itself from data (no from_schema); "
+            "build it in code and train it with MatchTrainer"
+        )
+    model = spec.from_schema(schema, **params)
+    if not isinstance(model, MatchModel):
+        raise InputError(
+            f"{spec.name}.from_schema returned {type(model).__name__}, not a MatchModel"
+        )
+    return model
+
+
+def _plot_curve(history: list[dict[str, float]], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rechub_core.io import atomic_path
+
+    epochs = [int(h["epoch"]) for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs, [h["loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss", color="tab:blue")
+    key = f"val_{metric}"
+    if any(key in h for h in history):
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [h.get(key, np.nan) for h in history], "s-", color="tab:red")
+        ax2.set_ylabel(f"validation {metric}", color="tab:red")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+@attrs.frozen
+class RunResult:
+    """What :func:`train_run` returns."""
+
+    path: Path
+    metrics: dict[str, float]
+    mostpop: dict[str, float]
+    history: list[dict[str, float]]
+    model: MatchModel
+    data: PreparedData
+
+
+def train_run(cfg: RunConfig, out: str | os.PathLike[str], verbose: bool = True) -> RunResult:
+    """Train ``cfg.model`` on ``cfg.data`` under the protocol and write a complete run folder."""
+    run = ensure_writable_dir(out, "run folder")
+    spec = get_spec("model", cfg.model.name)
+    assert isinstance(spec, ModelSpec)
+    settings = effective_settings(cfg, spec)
+    data = prepare(load_interactions(cfg), cfg.data.max_len, cfg.data.min_interactions)
+    schema = DataSchema.from_prepared(data)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(spec, schema, dict(cfg.model.params))
+    loss = create("loss", settings.loss, **settings.loss_params) if settings.loss else None
+    sampler = create("sampler", settings.sampler, **settings.sampler_params)
+    train_dl, val_dl, test_dl = loaders_from_prepared(data, settings.batch_size, cfg.train.seed)
+    trainer = MatchTrainer(
+        model,
+        mode=settings.mode,
+        loss=loss,
+        sampler=sampler,
+        optimizer_params={"lr": settings.lr, "weight_decay": settings.weight_decay},
+        n_epoch=settings.epochs,
+        earlystop_patience=settings.patience,
+        device=cfg.train.device,
+        model_path=run,
+        seed=cfg.train.seed,
+        metric=cfg.train.metric,
+        verbose=verbose,
+    )
+    history = trainer.fit(train_dl, val_dl)
+    metrics = trainer.evaluate(test_dl)
+    t = data.test
+    mostpop = most_popular_metrics(data.item_counts, t.target, t.seen_indptr, t.seen_indices)
+    effective = attrs.evolve(
+        cfg,
+        train=attrs.evolve(
+            cfg.train,
+            mode=settings.mode,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+            patience=settings.patience,
+        ),
+    )
+    save_config(effective, run / "config.toml")
+    write_json(run / "schema.json", schema.to_dict())
+    write_json(run / "encoders.json", {k: e.to_dict() for k, e in data.encoders.items()})
+    write_json(
+        run / "metrics.json",
+        {
+            "model": spec.name,
+            "test": metrics,
+            "mostpop_test": mostpop,
+            "best_epoch": trainer.best_epoch,
+            "history": history,
+            "settings": attrs.asdict(settings),
+        },
+    )
+    _plot_curve(history, cfg.train.metric, run / "curve.png")
+    save_torch(
+        run / "users.pt",
+        {
+            "inputs": {k: torch.as_tensor(v) for k, v in t.users.items()},
+            "target": torch.as_tensor(t.target),
+            "seen_indptr": torch.as_tensor(t.seen_indptr),
+            "seen_indices": torch.as_tensor(t.seen_indices),
+            "items": {k: torch.as_tensor(v) for k, v in data.items.items()},
+            "titles": [str(x) for x in data.item_titles] if data.item_titles is not None else [],
+        },
+    )
+    build_index(trainer, test_dl, cfg, run)
+    return RunResult(run, metrics, mostpop, history, model, data)
+
+
+def build_index(trainer: MatchTrainer, loader: BatchLoader, cfg: RunConfig, run: Path) -> None:
+    """Encode every item and save the configured index as ``index.npz``."""
+    vectors = trainer.all_item_vectors(loader).numpy().astype(np.float32)  # (n_items + 1, D)
+    index = create("index", cfg.index.name, **cfg.index.params)
+    index.build(vectors[1:], np.arange(1, vectors.shape[0], dtype=np.int64))
+    index.save(run / "index.npz")
+
+
+@attrs.define
+class LoadedRun:
+    """A run folder loaded for evaluation, export and serving."""
+
+    path: Path
+    config: RunConfig
+    model: MatchModel
+    schema: DataSchema
+    encoders: dict[str, IdEncoder]
+    users: dict[str, Any]
+
+    def user_loader(self, batch_size: int = 1024) -> BatchLoader:
+        """Evaluation loader over every user's serving input (targets = test items)."""
+        from rechub_core.preprocess import EvalSplit
+
+        u = self.users
+        split = EvalSplit(
+            users={k: v.numpy() for k, v in u["inputs"].items()},
+            target=u["target"].numpy(),
+            seen_indptr=u["seen_indptr"].numpy(),
+            seen_indices=u["seen_indices"].numpy(),
+        )
+        return eval_loader(split, {k: v.numpy() for k, v in u["items"].items()}, batch_size)
+
+    def trainer(self) -> MatchTrainer:
+        """A trainer around the loaded model (for evaluate / export / inference)."""
+        return MatchTrainer(
+            self.model, mode=self.model.supported_modes[0], model_path=self.path, verbose=False
+        )
+
+    def example(self, side: str) -> dict[str, torch.Tensor]:
+        """Two rows of real inputs for ``side`` ("user" or "item"), for ONNX export."""
+        if side == "user":
+            return {k: v[:2] for k, v in self.users["inputs"].items()}
+        return {k: v[1:3] for k, v in self.users["items"].items()}
+
+
+def load_run(path: str | os.PathLike[str]) -> LoadedRun:
+    """Load a run folder written by :func:`train_run`."""
+    import json
+
+    from rechub_core.config import load_config
+
+    run = Path(path)
+    for name in ("config.toml", "schema.json", "encoders.json", BEST_WEIGHTS, "users.pt"):
+        if not (run / name).exists():
+            raise CheckpointError(
+                f"{run} is not a complete run folder (missing {name}); train with `rechub train`"
+            )
+    cfg = load_config(run / "config.toml")
+    schema = DataSchema.from_dict(json.loads((run / "schema.json").read_text()))
+    spec = get_spec("model", cfg.model.name)
+    assert isinstance(spec, ModelSpec)
+    model = build_model(spec, schema, dict(cfg.model.params))
+    load_weights(model, load_torch(run / BEST_WEIGHTS), run / BEST_WEIGHTS)
+    model.eval()
+    encoders = {
+        k: IdEncoder.from_dict(v)
+        for k, v in json.loads((run / "encoders.json").read_text()).items()
+    }
+    return LoadedRun(run, cfg, model, schema, encoders, load_torch(run / "users.pt"))
+
+
+def recall(loaded: LoadedRun, raw_user_ids: list[Any] | None, k: int = 20) -> pd.DataFrame:
+    """Top-``k`` items for users (raw ids; None = every user), seen items excluded.
+
+    Returns:
+        DataFrame ``user_id, rank, item_id, score`` (+ ``title`` when known), raw ids.
+    """
+    from rechub_core.index import load_index
+
+    if k <= 0:
+        raise InputError(f"k must be positive, got {k}")
+    index = load_index(loaded.path / "index.npz")
+    user_enc = loaded.encoders["user_id"]
+    inputs = loaded.users["inputs"]
+    codes_in_order = inputs["user_id"]  # (U,) encoded ids of the saved rows
+    row_of = {int(c): i for i, c in enumerate(codes_in_order.tolist())}
+    if raw_user_ids is None:
+        rows = np.arange(len(codes_in_order))
+    else:
+        codes = user_enc.transform(np.asarray(raw_user_ids))
+        missing = [r for r, c in zip(raw_user_ids, codes, strict=True) if int(c) not in row_of]
+        if missing:
+            raise InputError(
+                f"user {missing[0]!r} has no serving history in this run (dropped by the "
+                "protocol: fewer than min_interactions)"
+            )
+        rows = np.array([row_of[int(c)] for c in codes])
+    batch = {name: v[torch.as_tensor(rows)] for name, v in inputs.items()}
+    with torch.no_grad():
+        vectors = loaded.model.encode_user(batch).numpy().astype(np.float32)
+    indptr = loaded.users["seen_indptr"].numpy()
+    indices = loaded.users["seen_indices"].numpy()
+    exclude = [indices[indptr[r] : indptr[r + 1]].tolist() for r in rows]
+    ids, scores = index.search(vectors, k, exclude=exclude)
+    n = len(rows)
+    flat_ids = ids.reshape(-1)
+    valid = flat_ids > 0
+    user_raw = user_enc.inverse(codes_in_order[torch.as_tensor(rows)].numpy())
+    frame = pd.DataFrame(
+        {
+            "user_id": np.repeat(user_raw, k)[valid],
+            "rank": np.tile(np.arange(1, k + 1), n)[valid],
+            "item_id": loaded.encoders["item_id"].inverse(flat_ids[valid]),
+            "score": scores.reshape(-1)[valid],
+        }
+    )
+    titles = loaded.users.get("titles") or []
+    if titles:
+        frame["title"] = [titles[i] for i in flat_ids[valid]]
+    return frame

@@ -1,0 +1,356 @@
+"""Negative samplers: draw candidate item ids for each training batch, vectorised.
+
+``sample(pos_ids, generator, user_vectors=None) -> NegativeSample``. Per-row negatives are
+``(B, n)`` and never equal the row's positive; shared negatives ``(n,)`` are used by the whole
+batch (the trainer prepends the batch's positives and masks accidental hits). ``log_q(ids)``
+returns the log of each id's sampling probability for the logQ correction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from torch import Tensor
+
+from rechub_core.errors import InputError
+
+
+@attrs.frozen
+class NegativeSample:
+    """Negatives for one batch.
+
+    Attributes:
+        ids: ``(B, n)`` per-row negatives, or ``(n,)`` shared by the batch.
+        shared: True for shared negatives.
+        batch_positives: True when the other rows' positives also serve as negatives
+            (in-batch sampling); accidental hits are masked by the trainer.
+    """
+
+    ids: Tensor
+    shared: bool = False
+    batch_positives: bool = False
+
+
+def uniform_excluding(pos_ids: Tensor, n: int, n_items: int, generator: torch.Generator) -> Tensor:
+    """``(B, n)`` ids drawn uniformly from ``1..n_items-1`` excluding each row's positive.
+
+    ``n_items`` counts the padding id 0. Draws from ``n_items - 2`` values and shifts those at
+    or above the positive up by one, so the positive is never drawn and no loop is needed.
+    """
+    if n_items < 3:
+        raise InputError(f"need at least 2 real items to draw negatives, got {n_items - 1}")
+    draws = torch.randint(1, n_items - 1, (pos_ids.shape[0], n), generator=generator)  # (B, n)
+    return draws + (draws >= pos_ids.view(-1, 1)).long()  # (B, n)
+
+
+class Sampler:
+    """Base class. ``bind`` gives it the catalogue before training starts."""
+
+    n_items: int = 0
+
+    def bind(self, n_items: int, item_counts: Tensor | None = None) -> None:
+        """Catalogue size (incl. padding) and ``(n_items,)`` training counts of each item."""
+        self.n_items = n_items
+        self.item_counts = item_counts
+
+    def on_epoch_start(self, encode_items: Callable[[], Tensor]) -> None:
+        """Called before each epoch; ``encode_items()`` returns current item vectors."""
+
+    def sample(
+        self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
+    ) -> NegativeSample:
+        raise NotImplementedError
+
+    def log_q(self, ids: Tensor) -> Tensor:
+        """Log sampling probability of each id (same shape as ``ids``)."""
+        raise InputError(f"{type(self).__name__} does not report sampling probabilities")
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to checkpoint (for samplers that learn, like the streaming estimator)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+
+
+class NoSampler(Sampler):
+    """No negatives: the data carries explicit labels (point-wise mode 0 with ``y``)."""
+
+    def sample(
+        self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
+    ) -> NegativeSample:
+        return NegativeSample(ids=pos_ids.new_zeros((pos_ids.shape[0], 0)))
+
+
+class UniformSampler(Sampler):
+    """Uniform over the catalogue, never the positive.
+
+    Args:
+        n_neg: negatives per row (``shared=False``) or per batch (``shared=True``).
+        shared: one set of negatives for the whole batch (cheaper for large ``n_neg``).
+    """
+
+    def __init__(self, n_neg: int = 4, shared: bool = False) -> None:
+        if n_neg < 1:
+            raise InputError(f"n_neg must be >= 1, got {n_neg}")
+        self.n_neg = n_neg
+        self.shared = shared
+
+    def sample(
+        self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
+    ) -> NegativeSample:
+        if self.shared:
+            ids = torch.randint(1, self.n_items, (self.n_neg,), generator=generator)
+            return NegativeSample(ids=ids, shared=True)
+        return NegativeSample(ids=uniform_excluding(pos_ids, self.n_neg, self.n_items, generator))
+
+    def log_q(self, ids: Tensor) -> Tensor:
+        return torch.full(ids.shape, -math.log(max(self.n_items - 1, 1)), device=ids.device)
+
+
+class FullCatalogueSampler(Sampler):
+    """Every item is a candidate: an exact full softmax over the catalogue (the strongest
+    list-wise signal; affordable for catalogues up to ~100k items)."""
+
+    def sample(
+        self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
+    ) -> NegativeSample:
+        return NegativeSample(ids=torch.arange(1, self.n_items), shared=True)
+
+    def log_q(self, ids: Tensor) -> Tensor:
+        return torch.zeros(ids.shape, device=ids.device)
+
+
+class PopularitySampler(Sampler):
+    """Proportional to ``count ** alpha`` (word2vec's 0.75 by default), never the positive.
+
+    Args:
+        n_neg: negatives per row.
+        alpha: popularity exponent; 0 is uniform.
+    """
+
+    def __init__(self, n_neg: int = 4, alpha: float = 0.75) -> None:
+        if n_neg < 1:
+            raise InputError(f"n_neg must be >= 1, got {n_neg}")
+        self.n_neg = n_neg
+        self.alpha = alpha
+        self.probs: Tensor | None = None
+
+    def bind(self, n_items: int, item_counts: Tensor | None = None) -> None:
+        super().bind(n_items, item_counts)
+        if item_counts is None:
+            raise InputError("the popularity sampler needs item counts from the training loader")
+        weights = item_counts.to(torch.float64).clamp(min=0) ** self.alpha
+        weights[0] = 0.0
+        if float(weights.sum()) <= 0:
+            weights = torch.ones(n_items, dtype=torch.float64)
+            weights[0] = 0.0
+        self.probs = (weights / weights.sum()).to(torch.float32)
+
+    def sample(
+        self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
+    ) -> NegativeSample:
+        assert self.probs is not None, "bind() first"
+        b = pos_ids.shape[0]
+        ids = torch.multinomial(self.probs, b * self.n_neg, replacement=True, generator=generator)
+        ids = ids.view(b, self.n_neg)  # (B, n)
+        clash = ids == pos_ids.view(-1, 1)
+        if clash.any():  # replace the few collisions with uniform draws that exclude the positive
+            fallback = uniform_excluding(pos_ids, self.n_neg, self.n_items, generator)
+            ids = torch.where(clash, fallback, ids)
+        return NegativeSample(ids=ids)
+
+    def log_q(self, ids: Tensor) -> Tensor:
+        assert self.probs is not None, "bind() first"
+        return torch.log(self.probs.to(ids.device)[ids].clamp(min=1e-12))
+
+
+class StreamingFrequencyEstimator:
+    """Item sampling frequency estimated from the stream of batches (Yi et al., RecSys 2019).
+
+    Hash-based: for each item bucket keep ``A`` (global step of its last occurrence) and ``B``
+    (moving average of the steps between occurrences). ``B`` estimates 1 / (probability that a
+    batch contains the item), so ``q = 1 / B``.
+
+    Args:
+        n_buckets: hash buckets (collisions merge items).
+        alpha: learning rate of the moving average.
+    """
+
+    def __init__(self, n_buckets: int = 2**20, alpha: float = 0.01) -> None:
+        self.n_buckets = n_buckets
+        self.alpha = alpha
+        self.step = 0
+        self.last = torch.zeros(n_buckets, dtype=torch.float64)
+        self.delta = torch.full((n_buckets,), 0.0, dtype=torch.float64)
+
+    def _bucket(self, ids: Tensor) -> Tensor:
+        # a multiplicative hash; exact for catalogues smaller than n_buckets
+        return (ids.to(torch.int64) * 2654435761) % self.n_buckets
+
+    def update(self, ids: Tensor) -> None:
+        """Observe one batch of item ids ``(B,)`` (duplicates count once)."""
+        self.step += 1
+        buckets = torch.unique(self._bucket(ids.reshape(-1).cpu()))
+        seen = self.last[buckets] > 0
+        gap = self.step - self.last[buckets]
+        fresh = torch.where(seen, gap, torch.full_like(gap, float(self.step)))
+        first = self.delta[buckets] == 0
+        updated = torch.where(
+            first, fresh, (1 - self.alpha) * self.delta[buckets] + self.alpha * fresh
+        )
+        self.delta[buckets] = updated
+        self.last[buckets] = float(self.step)
+
+    def probability(self, ids: Tensor) -> Tensor:
+        """Estimated probability that a batch contains each id; same shape as ``ids``."""
+        d = self.delta[self._bucket(ids.cpu())]
+        q = torch.where(d > 0, 1.0 / d.clamp(min=1.0), torch.ones_like(d))
+        return q.to(torch.float32).to(ids.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and step counter, for checkpoints."""
+        return {"step": self.step, "last": self.last.clone(), "delta": self.delta.clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.step = int(state["step"])
+        self.last = state["last"].clone()
+        self.delta = state["delta"].clone()
+
+
+class InBatchSampler(Sampler):
+    """In-batch negatives: the other rows' positives (accidental hits masked by the trainer).
+
+    Args:
+        frequency: "counts" (training counts, exact unigram) or "streaming" (the hash-based
+            estimator of Yi et al. 2019) for ``log_q``.
+        n_buckets, alpha: streaming estimator settings.
+    """
+
+    def __init__(
+        self, frequency: str = "counts", n_buckets: int = 2**20, alpha: float = 0.01
+    ) -> None:
+        if frequency not in ("counts", "streaming"):
+            raise InputError(f"frequency must be 'counts' or 'streaming', got {frequency!r}")
+        self.frequency = frequency
+        self.estimator = StreamingFrequencyEstimator(n_buckets, alpha)
+        self.batch_size = 1
+        self.unigram: Tensor | None = None
+
+    def bind(self, n_items: int, item_counts: Tensor | None = None) -> None:
+        super().bind(n_items, item_counts)
+        if self.frequency == "counts":
+            if item_counts is None:
+                raise InputError("frequency='counts' needs item counts from the training loader")
+            c = item_counts.to(torch.float64).clamp(min=0)
+            self.unigram = (c / c.sum().clamp(min=1)).to(torch.float32)
+
+    def sample(
+        self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
+    ) -> NegativeSample:
+        self.batch_size = pos_ids.shape[0]
+        if self.frequency == "streaming":
+            self.estimator.update(pos_ids)
+        return NegativeSample(ids=pos_ids.new_zeros((0,)), shared=True, batch_positives=True)
+
+    def log_q(self, ids: Tensor) -> Tensor:
+        if self.frequency == "streaming":
+            q = self.estimator.probability(ids)  # P(item in batch)
+        else:
+            assert self.unigram is not None, "bind() first"
+            q = self.unigram.to(ids.device)[ids] * self.batch_size  # expected count in batch
+        return torch.log(q.clamp(min=1e-12))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"estimator": self.estimator.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "estimator" in state:
+            self.estimator.load_state_dict(state["estimator"])
+
+
+class MixedSampler(InBatchSampler):
+    """Mixed negative sampling (Yang et al., WWW 2020): in-batch plus ``n_uniform`` shared
+    uniform negatives, which reach the long tail that in-batch sampling rarely shows.
+    """
+
+    def __init__(self, n_uniform: int = 128, frequency: str = "counts") -> None:
+        super().__init__(frequency=frequency)
+        if n_uniform < 1:
+            raise InputError(f"n_uniform must be >= 1, got {n_uniform}")
+        self.n_uniform = n_uniform
+
+    def sample(
+        self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
+    ) -> NegativeSample:
+        super().sample(pos_ids, generator)
+        ids = torch.randint(1, self.n_items, (self.n_uniform,), generator=generator)
+        return NegativeSample(ids=ids, shared=True, batch_positives=True)
+
+    def log_q(self, ids: Tensor) -> Tensor:
+        in_batch = super().log_q(ids).exp()
+        uniform = self.n_uniform / max(self.n_items - 1, 1)
+        return torch.log(in_batch + uniform)
+
+
+class HardNegativeSampler(Sampler):
+    """Hard negatives mined from the current item vectors (Huang et al., KDD 2020), mixed
+    with uniform ones: for each row, ``n_hard`` items drawn from ranks
+    ``[rank_from, rank_to)`` of the user's scores (skipping the very top, which holds
+    unlabelled positives), plus ``n_neg - n_hard`` uniform negatives. Item vectors are
+    refreshed at the start of every epoch.
+    """
+
+    def __init__(
+        self, n_neg: int = 8, n_hard: int = 2, rank_from: int = 10, rank_to: int = 100
+    ) -> None:
+        if not 0 <= n_hard <= n_neg:
+            raise InputError(f"need 0 <= n_hard <= n_neg, got n_hard={n_hard}, n_neg={n_neg}")
+        if not 0 <= rank_from < rank_to:
+            raise InputError(f"need 0 <= rank_from < rank_to, got {rank_from}, {rank_to}")
+        self.n_neg, self.n_hard = n_neg, n_hard
+        self.rank_from, self.rank_to = rank_from, rank_to
+        self.item_vectors: Tensor | None = None
+
+    def on_epoch_start(self, encode_items: Callable[[], Tensor]) -> None:
+        self.item_vectors = encode_items().detach()  # (n_items, D)
+
+    def sample(
+        self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
+    ) -> NegativeSample:
+        easy = uniform_excluding(pos_ids, self.n_neg, self.n_items, generator)  # (B, n)
+        if self.n_hard == 0 or self.item_vectors is None or user_vectors is None:
+            return NegativeSample(ids=easy)
+        u = user_vectors.detach()
+        if u.dim() == 3:  # multi-interest: an item's score is its best interest's
+            scores = torch.einsum("bkd,nd->bkn", u, self.item_vectors).amax(1)
+        else:
+            scores = u @ self.item_vectors.T  # (B, N)
+        scores[:, 0] = -torch.inf
+        top = min(self.rank_to, scores.shape[1] - 1)
+        ranked = scores.topk(top, dim=1).indices[:, self.rank_from :]  # (B, R)
+        if ranked.shape[1] == 0:
+            return NegativeSample(ids=easy)
+        pick = torch.randint(0, ranked.shape[1], (u.shape[0], self.n_hard), generator=generator)
+        hard = ranked.gather(1, pick.to(ranked.device)).cpu()  # (B, n_hard)
+        hard = torch.where(hard == pos_ids.view(-1, 1).cpu(), easy[:, : self.n_hard], hard)
+        return NegativeSample(ids=torch.cat([hard, easy[:, self.n_hard :]], dim=1))
+
+
+def counts_tensor(counts: Any) -> Tensor:
+    """Item counts as a float tensor."""
+    return torch.as_tensor(np.asarray(counts), dtype=torch.float32)
+
+
+#: The sampler each training mode uses when none is given, with its parameters.
+DEFAULT_SAMPLER_BY_MODE: dict[int, tuple[str, dict[str, Any]]] = {
+    0: ("uniform", {"n_neg": 4}),
+    1: ("uniform", {"n_neg": 4}),
+    2: ("uniform", {"n_neg": 256, "shared": True}),
+}

@@ -1,0 +1,505 @@
+"""``MatchTrainer``: model-agnostic training, early stopping on a ranking metric, checkpoints,
+embedding inference and ONNX export (names and arguments follow Torch-RecHub's).
+
+One training step, for any model: encode the batch's users; ask the sampler for negatives;
+encode the unique candidate items once; score with ``model.logits``; mask accidental hits;
+apply the loss (with the sampler's ``log_q`` when the loss corrects for sampling bias).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rechub_core.data import BatchLoader
+from rechub_core.errors import CheckpointError, InputError
+from rechub_core.export import export_tower, onnx_max_abs_diff
+from rechub_core.io import ensure_writable_dir, load_torch, save_torch
+from rechub_core.losses import DEFAULT_LOSS_BY_MODE, CandidateLoss
+from rechub_core.metrics import DEFAULT_KS, full_ranking_metrics
+from rechub_core.model import MatchModel
+from rechub_core.samplers import DEFAULT_SAMPLER_BY_MODE, NegativeSample, Sampler
+
+log = logging.getLogger("rechub.trainer")
+
+CHECKPOINT = "checkpoint.pt"
+BEST_WEIGHTS = "model.pt"
+#: per-user training sequences ``(U, L + 1)`` in ``PreparedData.train_sequences``
+SEQUENCE_COLUMN = "seq_item_id"
+FORMAT_VERSION = 1
+
+
+def _resolve(kind: str, value: Any, default: tuple[str, dict[str, Any]]) -> Any:
+    from rechub_core.plugins import create
+
+    if value is None:
+        name, params = default
+        return create(kind, name, **params)
+    if isinstance(value, str):
+        return create(kind, value)
+    return value
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**31)
+
+
+class MatchTrainer:
+    """Trains a :class:`~rechub_core.model.MatchModel`.
+
+    Args:
+        model: any model honouring the contract (``encode_user`` / ``encode_item``).
+        mode: 0 point-wise (BCE), 1 pair-wise (BPR), 2 list-wise (softmax); decides the
+            default loss and sampler; the model must support it.
+        loss: a loss component, or its registered name (default: the mode's).
+        sampler: a sampler component, or its registered name (default: the mode's).
+        optimizer_fn: optimizer class; ``optimizer_params`` its keyword arguments
+            (default ``{"lr": 1e-3, "weight_decay": 0}``).
+        n_epoch: maximum epochs.
+        earlystop_patience: epochs without improvement of ``metric`` before stopping.
+        device: "cpu", "cuda", "cuda:1", ...
+        model_path: run folder for checkpoints; checked writable before training starts.
+        seed: seeds initial weights' training noise, shuffling and sampling per epoch, so the
+            same seed gives the same metrics and a resumed run the same weights.
+        metric: validation metric watched for early stopping (a key of the metrics dict).
+        ks: cut-offs of the reported metrics.
+        grad_clip: max gradient norm (None: no clipping).
+        verbose: show a progress bar and log epoch summaries.
+        sequence_batch_size: users per batch for models trained on every position of their
+            sequences (``trains_on_sequences = True``, e.g. SASRec).
+    """
+
+    def __init__(
+        self,
+        model: MatchModel,
+        mode: int = 2,
+        loss: CandidateLoss | str | None = None,
+        sampler: Sampler | str | None = None,
+        optimizer_fn: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
+        optimizer_params: Mapping[str, Any] | None = None,
+        n_epoch: int = 10,
+        earlystop_patience: int = 5,
+        device: str | torch.device = "cpu",
+        model_path: str | os.PathLike[str] = "./runs/model",
+        seed: int = 2022,
+        metric: str = "ndcg@10",
+        ks: Sequence[int] = DEFAULT_KS,
+        grad_clip: float | None = None,
+        verbose: bool = True,
+        sequence_batch_size: int = 128,
+    ) -> None:
+        if not isinstance(model, MatchModel):
+            raise InputError(
+                f"model must be a rechub MatchModel (encode_user / encode_item), got "
+                f"{type(model).__name__}"
+            )
+        model.check_mode(mode)
+        if n_epoch < 1:
+            raise InputError(f"n_epoch must be >= 1, got {n_epoch}")
+        if earlystop_patience < 1:
+            raise InputError(f"earlystop_patience must be >= 1, got {earlystop_patience}")
+        self.model = model
+        self.mode = mode
+        self.loss_fn: CandidateLoss = _resolve("loss", loss, (DEFAULT_LOSS_BY_MODE[mode], {}))
+        self.sampler: Sampler = _resolve("sampler", sampler, DEFAULT_SAMPLER_BY_MODE[mode])
+        self.device = torch.device(device)
+        self.model_path = ensure_writable_dir(model_path)
+        self.seed = seed
+        torch.manual_seed(seed)
+        self.model.to(self.device)
+        params = {"lr": 1e-3, "weight_decay": 0.0, **(optimizer_params or {})}
+        self.optimizer = optimizer_fn(self.model.parameters(), **params)
+        self.n_epoch = n_epoch
+        self.patience = earlystop_patience
+        self.metric = metric.lower()
+        self.ks = tuple(ks)
+        self.grad_clip = grad_clip
+        self.verbose = verbose
+        self.history: list[dict[str, float]] = []
+        self.best_metric = -math.inf
+        self.best_epoch = -1
+        self._example: dict[str, Tensor] | None = None
+        self._item_example: dict[str, Tensor] | None = None
+        self.sequence_batch_size = sequence_batch_size
+        self._sequence_loader: BatchLoader | None = None
+
+    # --- training -----------------------------------------------------------------------------
+
+    def _to_device(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def _encode_items(self, loader: BatchLoader, ids: Tensor) -> Tensor:
+        return self.model.encode_item(self._to_device(loader.item_batch(ids)))
+
+    def all_item_vectors(self, loader: BatchLoader, batch_size: int = 4096) -> Tensor:
+        """Vectors of every item in the loader's item table, ``(n_items, D)`` (row 0 padding)."""
+        was_training = self.model.training
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, loader.n_items, batch_size):
+                ids = torch.arange(start, min(start + batch_size, loader.n_items))
+                out.append(self._encode_items(loader, ids))
+        self.model.train(was_training)
+        return torch.cat(out)
+
+    def batch_loss(
+        self, batch: Mapping[str, Tensor], loader: BatchLoader, gen: torch.Generator
+    ) -> Tensor:
+        """The training loss of one batch (model-agnostic; see the module docstring)."""
+        model = self.model
+        x = self._to_device(batch)
+        id_name = model.item_id_name
+        if id_name not in x and SEQUENCE_COLUMN not in x:
+            raise InputError(
+                f"the training batch has no item id column {id_name!r} (it has "
+                f"{', '.join(sorted(x))}); each row needs the positive item"
+            )
+        if "label" in x:
+            return self._labelled_loss(x, model.encode_user(x), loader)
+        if SEQUENCE_COLUMN in x:
+            user, pos = self._step_users(x)  # (M, D), (M,): every position of every sequence
+        else:
+            pos = x[id_name]  # (B,)
+            user = model.encode_user(x)  # (B, D) or (B, K, D)
+        neg: NegativeSample = self.sampler.sample(pos.cpu(), gen, user_vectors=user)
+        neg_ids = neg.ids.to(self.device)
+        b = pos.shape[0]
+        if neg.shared:
+            cand = torch.cat([pos, neg_ids])  # (B + n,)
+            target = torch.arange(b, device=self.device)  # (B,)
+            valid = cand.view(1, -1) != pos.view(-1, 1)  # (B, B + n): accidental hits masked
+            if not neg.batch_positives:
+                valid[:, :b] = False
+            valid[target, target] = True
+        else:
+            cand = torch.cat([pos.view(-1, 1), neg_ids], dim=1)  # (B, 1 + n)
+            target = torch.zeros(b, dtype=torch.long, device=self.device)
+            valid = cand != pos.view(-1, 1)
+            valid[:, 0] = True
+        uniq, inverse = torch.unique(cand, return_inverse=True)
+        item_vectors = self._encode_items(loader, uniq)[inverse]  # (B+n, D) or (B, 1+n, D)
+        logits = model.logits(user, item_vectors, target)  # (B, C)
+        log_q = None
+        if self.loss_fn.uses_log_q and getattr(self.loss_fn, "logq_correction", True):
+            log_q = self.sampler.log_q(cand).to(self.device)
+            if log_q.dim() == 1:
+                log_q = log_q.view(1, -1)  # shared candidates: the same for every row
+        loss = self.loss_fn(logits, target, valid, log_q)
+        reg = model.regularization()
+        return loss if reg is None else loss + reg
+
+    def _step_users(self, x: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Users and positives of sequence training: the model reads ``seq[:, :-1]`` as the
+        history and predicts ``seq[:, 1:]`` at every real position."""
+        model = self.model
+        seq = x[SEQUENCE_COLUMN]  # (B, L + 1)
+        inputs = dict(x)
+        inputs[model.history_feature] = seq[:, :-1]  # (B, L)
+        targets = seq[:, 1:]  # (B, L)
+        steps = model.encode_user_steps(inputs)  # (B, L, D) or (B, L, K, D)
+        keep = (targets != 0) & (seq[:, :-1] != 0)  # (B, L)
+        return steps[keep], targets[keep]
+
+    def _train_rows(self, loader: BatchLoader) -> BatchLoader:
+        """The loader an epoch iterates: per-user sequences for models trained on every
+        position (``trains_on_sequences``), else the loader's rows."""
+        if not getattr(self.model, "trains_on_sequences", False):
+            return loader
+        if loader.sequences is None:
+            raise InputError(
+                f"{type(self.model).__name__} trains on whole sequences but the loader has no "
+                "per-user sequences; build it with loaders_from_prepared"
+            )
+        if (
+            self._sequence_loader is None
+            or self._sequence_loader.item_table is not loader.item_table
+        ):
+            self._sequence_loader = BatchLoader(
+                loader.sequences,
+                self.sequence_batch_size,
+                shuffle=True,
+                seed=loader.seed,
+                item_table=loader.item_table,
+                item_counts=loader.item_counts,
+            )
+        return self._sequence_loader
+
+    def _labelled_loss(self, x: Mapping[str, Tensor], user: Tensor, loader: BatchLoader) -> Tensor:
+        if self.mode != 0:
+            raise InputError(
+                "the data has a 'label' column (explicit negatives), which only point-wise "
+                "training uses; set mode=0, or drop y and let a sampler draw negatives"
+            )
+        pos = x[self.model.item_id_name]
+        items = self._encode_items(loader, pos).unsqueeze(1)  # (B, 1, D)
+        zero = torch.zeros_like(pos)
+        logits = self.model.logits(user, items, zero).squeeze(1)  # (B,)
+        return F.binary_cross_entropy_with_logits(logits, x["label"].float())
+
+    def _train_epoch(self, loader: BatchLoader, epoch: int) -> tuple[float, float]:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.model.train()
+        item_loader = loader
+        loader = self._train_rows(loader)
+        loader.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+        torch.manual_seed(_epoch_seed(self.seed, epoch) + 1)
+        self.sampler.on_epoch_start(lambda: self.all_item_vectors(item_loader))
+        total, seen, start = 0.0, 0, time.perf_counter()
+        columns = (
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:,.0f} samples/s"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, transient=True, disable=not self.verbose) as progress:
+            task = progress.add_task("train", total=len(loader), epoch=epoch, loss=0.0, rate=0.0)
+            for batch in loader:
+                if self._example is None:
+                    self._example = {k: v[:2].clone() for k, v in batch.items()}
+                    if SEQUENCE_COLUMN in self._example:
+                        seq = self._example.pop(SEQUENCE_COLUMN)
+                        self._example[self.model.history_feature] = seq[:, :-1]
+                    self._item_example = loader.item_batch(torch.arange(1, min(3, loader.n_items)))
+                loss = self.batch_loss(batch, loader, gen)
+                if not torch.isfinite(loss):
+                    raise InputError(
+                        f"training loss became {loss.item()} at epoch {epoch}; lower the "
+                        "learning rate or raise the temperature"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                self.optimizer.step()
+                n = next(iter(batch.values())).shape[0]
+                total += float(loss.detach()) * n
+                seen += n
+                rate = seen / max(time.perf_counter() - start, 1e-9)
+                progress.update(task, advance=1, loss=total / seen, rate=rate)
+        elapsed = time.perf_counter() - start
+        return total / max(seen, 1), elapsed
+
+    def fit(
+        self,
+        train_dataloader: BatchLoader,
+        val_dataloader: BatchLoader | None = None,
+        resume: bool = False,
+    ) -> list[dict[str, float]]:
+        """Train; with a validation loader, early-stop on ``metric`` and restore the best weights.
+
+        Args:
+            train_dataloader: training rows with the item table (see ``MatchDataGenerator``).
+            val_dataloader: evaluation loader with targets and seen items (optional).
+            resume: continue from ``model_path/checkpoint.pt`` when it exists.
+        Returns:
+            One dict per epoch: epoch, loss, seconds, samples_per_s and validation metrics.
+        """
+        if train_dataloader.item_table is None:
+            raise InputError(
+                "the training loader has no item table; build it with MatchDataGenerator"
+            )
+        if train_dataloader.n_items != self.model.n_items:
+            raise InputError(
+                f"the item table has {train_dataloader.n_items} rows but the model's item id "
+                f"feature {self.model.item_id_name!r} has vocab_size {self.model.n_items}; "
+                "build both from the same encoder"
+            )
+        self.sampler.bind(train_dataloader.n_items, train_dataloader.item_counts)
+        start_epoch, bad_epochs, best_state = 0, 0, None
+        ckpt_path = self.model_path / CHECKPOINT
+        if resume and ckpt_path.exists():
+            start_epoch, bad_epochs, best_state = self._load_checkpoint(ckpt_path)
+        for epoch in range(start_epoch, self.n_epoch):
+            loss, seconds = self._train_epoch(train_dataloader, epoch)
+            record: dict[str, float] = {
+                "epoch": float(epoch),
+                "loss": loss,
+                "seconds": seconds,
+                "samples_per_s": self._train_rows(train_dataloader).n_rows / max(seconds, 1e-9),
+            }
+            improved = True
+            if val_dataloader is not None:
+                metrics = self.evaluate(val_dataloader, train_dataloader)
+                record.update({f"val_{k}": v for k, v in metrics.items()})
+                if self.metric not in metrics:
+                    raise InputError(f"metric {self.metric!r} is not one of {sorted(metrics)}")
+                value = metrics[self.metric]
+                improved = value > self.best_metric
+                if improved:
+                    self.best_metric, self.best_epoch = value, epoch
+            if improved:
+                bad_epochs = 0
+                best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                bad_epochs += 1
+            self.history.append(record)
+            if self.verbose:
+                log.info(
+                    "epoch %d  loss %.4f  %.1fs  %s",
+                    epoch,
+                    loss,
+                    seconds,
+                    f"val {self.metric} {record.get('val_' + self.metric, float('nan')):.4f}",
+                )
+            self._save_checkpoint(ckpt_path, epoch, bad_epochs, best_state)
+            if bad_epochs >= self.patience:
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        save_torch(self.model_path / BEST_WEIGHTS, self._weights_payload(self.model.state_dict()))
+        return self.history
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def _weights_payload(self, state: Mapping[str, Tensor]) -> dict[str, Any]:
+        from rechub_core import __version__
+
+        return {
+            "format": FORMAT_VERSION,
+            "rechub_version": __version__,
+            "model_class": type(self.model).__name__,
+            "state_dict": dict(state),
+        }
+
+    def _save_checkpoint(
+        self, path: Path, epoch: int, bad_epochs: int, best_state: Mapping[str, Tensor] | None
+    ) -> None:
+        payload = self._weights_payload(self.model.state_dict())
+        payload.update(
+            {
+                "epoch": epoch,
+                "bad_epochs": bad_epochs,
+                "best_metric": self.best_metric,
+                "best_epoch": self.best_epoch,
+                "best_state": dict(best_state) if best_state is not None else None,
+                "optimizer": self.optimizer.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "history": self.history,
+            }
+        )
+        save_torch(path, payload)
+
+    def _load_checkpoint(self, path: Path) -> tuple[int, int, dict[str, Tensor] | None]:
+        payload = load_torch(path, map_location=self.device)
+        load_weights(self.model, payload, path)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.sampler.load_state_dict(payload.get("sampler") or {})
+        self.history = list(payload.get("history", []))
+        self.best_metric = float(payload.get("best_metric", -math.inf))
+        self.best_epoch = int(payload.get("best_epoch", -1))
+        log.info("resuming from %s after epoch %d", path, payload["epoch"])
+        return int(payload["epoch"]) + 1, int(payload["bad_epochs"]), payload.get("best_state")
+
+    # --- evaluation and serving ---------------------------------------------------------------
+
+    def evaluate(
+        self,
+        data_loader: BatchLoader,
+        item_loader: BatchLoader | None = None,
+        ks: Sequence[int] | None = None,
+    ) -> dict[str, float]:
+        """Full-ranking metrics (recall, precision, ndcg, hit, mrr at each K) on an evaluation
+        loader with targets and seen items; items come from ``item_loader``'s item table (or
+        the evaluation loader's own)."""
+        if data_loader.targets is None or data_loader.seen_indptr is None:
+            raise InputError(
+                "evaluate needs a loader with targets and seen items "
+                "(rechub_core.data.eval_loader or loaders_from_prepared)"
+            )
+        items_from = item_loader if item_loader is not None else data_loader
+        users = self.inference_embedding(self.model, "user", data_loader)
+        items = self.all_item_vectors(items_from)
+        assert data_loader.seen_indices is not None
+        return full_ranking_metrics(
+            users,
+            items,
+            data_loader.targets,
+            data_loader.seen_indptr,
+            data_loader.seen_indices,
+            ks=tuple(ks or self.ks),
+        )
+
+    def inference_embedding(
+        self,
+        model: MatchModel,
+        mode: str,
+        data_loader: BatchLoader,
+        model_path: str | os.PathLike[str] | None = None,
+    ) -> Tensor:
+        """User or item vectors for every row of ``data_loader``: ``(N, D)`` (users of
+        multi-interest models ``(N, K, D)``), on the CPU. With ``model_path``, first loads the
+        best weights saved there."""
+        if mode not in ("user", "item"):
+            raise InputError(f"mode must be 'user' or 'item', got {mode!r}")
+        if model_path is not None:
+            load_weights(
+                model, load_torch(Path(model_path) / BEST_WEIGHTS, self.device), model_path
+            )
+        was_training = model.training
+        model.eval()
+        out = []
+        with torch.no_grad():
+            for batch in data_loader:
+                x = self._to_device(batch)
+                vec = model.encode_user(x) if mode == "user" else model.encode_item(x)
+                out.append(vec.cpu())
+        model.train(was_training)
+        return torch.cat(out)
+
+    def export_onnx(
+        self,
+        output_path: str | os.PathLike[str],
+        mode: str = "user",
+        example: Mapping[str, Tensor] | None = None,
+        verify: bool = True,
+        tolerance: float = 1e-4,
+    ) -> Path:
+        """Export one tower to ONNX (dynamic batch and sequence axes) and check it with
+        onnxruntime against PyTorch (max abs diff < ``tolerance``)."""
+        if example is None:
+            example = self._example if mode == "user" else self._item_example
+        if example is None:
+            raise InputError("export_onnx needs an example batch; pass example= or fit() first")
+        path = export_tower(self.model, output_path, mode, example)
+        if verify:
+            diff = onnx_max_abs_diff(self.model, path, mode, example)
+            if diff >= tolerance:
+                raise InputError(f"ONNX {mode} tower differs from PyTorch by {diff:.2e}")
+        return path
+
+
+def load_weights(model: MatchModel, payload: Mapping[str, Any], source: Any = "") -> None:
+    """Load a rechub weights payload into ``model``, with a clear error when it does not fit."""
+    if not isinstance(payload, Mapping) or "state_dict" not in payload:
+        raise CheckpointError(f"{source} is not a rechub checkpoint (no state_dict)")
+    saved_class = payload.get("model_class")
+    if saved_class and saved_class != type(model).__name__:
+        raise CheckpointError(
+            f"{source} holds weights of {saved_class}, not {type(model).__name__}; "
+            "load it into the model it was trained with"
+        )
+    state = payload["state_dict"]
+    mine = model.state_dict()
+    missing = sorted(set(mine) - set(state))
+    extra = sorted(set(state) - set(mine))
+    wrong = sorted(k for k in set(mine) & set(state) if mine[k].shape != state[k].shape)
+    if missing or extra or wrong:
+        raise CheckpointError(
+            f"{source} does not fit {type(model).__name__}: missing {missing[:3]}, unexpected "
+            f"{extra[:3]}, shape mismatch {wrong[:3]}; was it trained with other features or "
+            "another version?"
+        )
+    model.load_state_dict(state)
