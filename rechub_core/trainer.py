@@ -317,6 +317,9 @@ class MatchTrainer:
                 f"feature {self.model.item_id_name!r} has vocab_size {self.model.n_items}; "
                 "build both from the same encoder"
             )
+        validate_loader(self.model, train_dataloader, "train_dataloader", with_items=True)
+        if val_dataloader is not None:
+            validate_loader(self.model, val_dataloader, "val_dataloader", with_items=False)
         self.sampler.bind(train_dataloader.n_items, train_dataloader.item_counts)
         start_epoch, bad_epochs, best_state = 0, 0, None
         ckpt_path = self.model_path / CHECKPOINT
@@ -503,3 +506,52 @@ def load_weights(model: MatchModel, payload: Mapping[str, Any], source: Any = ""
             "another version?"
         )
     model.load_state_dict(state)
+
+
+def validate_loader(model: MatchModel, loader: BatchLoader, where: str, with_items: bool) -> None:
+    """Check a loader against the model once, before any training, so that bad data fails
+    with a message naming the column instead of deep inside an epoch.
+
+    Raises InputError for: a user feature (or, when ``with_items``, the item id) missing from
+    the loader; ids outside a feature's vocabulary; NaN in a dense feature; rows whose history
+    is empty (all padding).
+    """
+    from rechub_core.features import DenseFeature, SequenceFeature
+
+    columns = dict(loader.tensors)
+    if getattr(model, "trains_on_sequences", False) and loader.sequences is not None:
+        columns.update(loader.sequences)
+    needed = list(model.user_features)
+    for f in needed:
+        if f.name not in columns:
+            if getattr(model, "trains_on_sequences", False) and f.name == model.history_feature:
+                continue
+            raise InputError(
+                f"{where} has no column {f.name!r}, which the model's user features need "
+                f"(it has: {', '.join(sorted(columns))}); add it or remove the feature"
+            )
+        col = columns[f.name]
+        if isinstance(f, DenseFeature):
+            if torch.isnan(col).any():
+                raise InputError(
+                    f"{where} column {f.name!r} contains NaN; fill or drop missing values"
+                )
+            continue
+        lo, hi = int(col.min()), int(col.max())
+        if lo < 0 or hi >= f.vocab_size:
+            raise InputError(
+                f"{where} column {f.name!r} has id {lo if lo < 0 else hi} outside "
+                f"[0, {f.vocab_size}); encode ids with the same IdEncoder as the model's "
+                "features, or raise vocab_size"
+            )
+        if isinstance(f, SequenceFeature) and col.dim() == 2:
+            empty = int((col == 0).all(dim=1).sum())
+            if empty:
+                raise InputError(
+                    f"{where} column {f.name!r} has {empty} rows with an empty history (all "
+                    "padding); drop those rows (prepare() keeps users with >= min_interactions)"
+                )
+    if with_items and model.item_id_name not in columns and "seq_item_id" not in columns:
+        raise InputError(
+            f"{where} has no item id column {model.item_id_name!r}; each row needs its positive"
+        )

@@ -1,0 +1,248 @@
+"""The model-agnostic training path: fit, early stopping, checkpoints, resume, evaluation,
+inference, ONNX export, and clear errors for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from rechub_core.data import BatchLoader, MatchDataGenerator, loaders_from_prepared
+from rechub_core.errors import CheckpointError, InputError, RechubError
+from rechub_core.features import DenseFeature, SequenceFeature, SparseFeature
+from rechub_core.io import load_torch
+from rechub_core.metrics import most_popular_metrics
+from rechub_core.preprocess import PreparedData
+from rechub_core.schema import DataSchema
+from rechub_core.towers import ItemEmbeddingTower, MLPTower, TwoTowerModel
+from rechub_core.trainer import MatchTrainer, load_weights
+
+
+def small_model(data: PreparedData, dim: int = 16, seed: int = 0) -> TwoTowerModel:
+    torch.manual_seed(seed)
+    schema = DataSchema.from_prepared(data)
+    user = MLPTower(
+        [schema.user_id(dim), *schema.user_profile(dim), schema.history(dim)], dims=[32, dim]
+    )
+    return TwoTowerModel(user, ItemEmbeddingTower(schema.item_id(dim)), temperature=0.1)
+
+
+def trainer_for(model: TwoTowerModel, path: Path, **kw: object) -> MatchTrainer:
+    params = {
+        "mode": 2,
+        "sampler": "full",
+        "optimizer_params": {"lr": 5e-3},
+        "n_epoch": 3,
+        "earlystop_patience": 3,
+        "model_path": path,
+        "seed": 7,
+        "verbose": False,
+    }
+    params.update(kw)
+    return MatchTrainer(model, **params)  # type: ignore[arg-type]
+
+
+def test_fit_learns_the_planted_structure_and_restores_best(
+    synthetic: PreparedData, tmp_path: Path
+) -> None:
+    train, val, test = loaders_from_prepared(synthetic, batch_size=256)
+    trainer = trainer_for(small_model(synthetic), tmp_path, n_epoch=3)
+    history = trainer.fit(train, val)
+    assert len(history) == 3
+    assert all(np.isfinite(h["loss"]) for h in history)
+    assert history[-1]["loss"] < history[0]["loss"]
+    best = max(h["val_ndcg@10"] for h in history)
+    assert trainer.evaluate(val)["ndcg@10"] == pytest.approx(best, abs=1e-6)
+    metrics = trainer.evaluate(test)
+    assert set(metrics) >= {
+        f"{m}@{k}" for m in ("recall", "precision", "ndcg", "hit", "mrr") for k in (10, 20, 50)
+    }
+    assert all(isinstance(v, float) for v in metrics.values())
+    t = synthetic.test
+    pop = most_popular_metrics(synthetic.item_counts, t.target, t.seen_indptr, t.seen_indices)
+    assert metrics["ndcg@10"] > 2 * pop["ndcg@10"]
+    assert (tmp_path / "model.pt").exists() and (tmp_path / "checkpoint.pt").exists()
+
+
+def test_same_seed_same_metrics(synthetic: PreparedData, tmp_path: Path) -> None:
+    results = []
+    for run in ("a", "b"):
+        train, val, _ = loaders_from_prepared(synthetic, batch_size=256, seed=1)
+        trainer = trainer_for(small_model(synthetic, seed=3), tmp_path / run, n_epoch=2)
+        trainer.fit(train, val)
+        results.append(trainer.evaluate(val))
+    assert results[0] == results[1]
+
+
+def test_resume_after_epoch_two_equals_unbroken_run(
+    synthetic: PreparedData, tmp_path: Path
+) -> None:
+    def run(path: Path, n_epoch: int, resume: bool = False, model_seed: int = 5) -> TwoTowerModel:
+        train, val, _ = loaders_from_prepared(synthetic, batch_size=512, seed=2)
+        model = small_model(synthetic, seed=model_seed)
+        # dropout makes the global RNG matter: the trainer reseeds it per epoch
+        trainer_for(model, path, n_epoch=n_epoch, sampler="uniform", earlystop_patience=10).fit(
+            train, val, resume=resume
+        )
+        return model
+
+    unbroken = run(tmp_path / "unbroken", 3)
+    run(tmp_path / "broken", 2)
+    # a different init proves the weights come from the checkpoint, not from the seed
+    resumed = run(tmp_path / "broken", 3, resume=True, model_seed=99)
+    ckpt = load_torch(tmp_path / "broken" / "checkpoint.pt")
+    assert ckpt["epoch"] == 2
+    for (name, a), b in zip(
+        unbroken.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_checkpoint_of_another_model_is_rejected(synthetic: PreparedData, tmp_path: Path) -> None:
+    train, val, _ = loaders_from_prepared(synthetic, batch_size=256)
+    trainer = trainer_for(small_model(synthetic), tmp_path, n_epoch=1)
+    trainer.fit(train, val)
+    other = small_model(synthetic, dim=8)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_weights(other, load_torch(tmp_path / "model.pt"), "model.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_torch(tmp_path / "junk.pt")
+
+
+def test_inference_embedding_shapes_and_loading(synthetic: PreparedData, tmp_path: Path) -> None:
+    train, val, test = loaders_from_prepared(synthetic, batch_size=256)
+    model = small_model(synthetic)
+    trainer = trainer_for(model, tmp_path, n_epoch=1)
+    trainer.fit(train, val)
+    users = trainer.inference_embedding(model, "user", test, model_path=tmp_path)
+    assert users.shape == (len(synthetic.test.target), 16)
+    items = trainer.inference_embedding(model, "item", BatchLoader(synthetic.items, 64))
+    assert items.shape == (synthetic.n_items + 1, 16)
+    with pytest.raises(InputError, match="mode"):
+        trainer.inference_embedding(model, "both", test)
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_onnx_export_parity(synthetic: PreparedData, tmp_path: Path, side: str) -> None:
+    train, val, test = loaders_from_prepared(synthetic, batch_size=256)
+    model = small_model(synthetic)
+    trainer = trainer_for(model, tmp_path, n_epoch=1)
+    trainer.fit(train, val)
+    path = trainer.export_onnx(tmp_path / f"{side}.onnx", mode=side)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    source = synthetic.test.users if side == "user" else synthetic.items
+    names = model.user_feature_names if side == "user" else model.item_feature_names
+    model.eval()
+    for rows, seq_len in ((1, None), (37, None), (37, 7)):
+        batch = {n: torch.as_tensor(source[n][1 : rows + 1]) for n in names}
+        if seq_len is not None and "hist_item_id" in batch:
+            batch["hist_item_id"] = batch["hist_item_id"][:, -seq_len:]
+        (got,) = session.run(["vector"], {n: batch[n].numpy() for n in names})
+        with torch.no_grad():
+            want = model.encode_user(batch) if side == "user" else model.encode_item(batch)
+        assert got.shape == tuple(want.shape)
+        assert np.abs(got - want.numpy()).max() < 1e-4
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def tiny_features() -> tuple[list, list]:
+    user = [
+        SparseFeature("user_id", 5, 4),
+        DenseFeature("age"),
+        SequenceFeature("hist", 7, 4, pooling="mean", shared_with="item_id"),
+    ]
+    return user, [SparseFeature("item_id", 7, 4)]
+
+
+def tiny_generator(**overrides: object) -> tuple[TwoTowerModel, BatchLoader, BatchLoader]:
+    user, item = tiny_features()
+    model = TwoTowerModel(MLPTower(user, dims=[4]), ItemEmbeddingTower(item[0]))
+    x = {
+        "user_id": np.array([1, 2, 3, 4]),
+        "age": np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32),
+        "hist": np.array([[1, 2, 0], [2, 3, 4], [5, 0, 0], [6, 1, 0]]),
+        "item_id": np.array([3, 4, 1, 2]),
+    }
+    x.update(overrides)  # type: ignore[arg-type]
+    train, test, _ = MatchDataGenerator(x).generate_dataloader(
+        {k: v for k, v in x.items() if k != "item_id"}, {"item_id": np.arange(7)}, batch_size=2
+    )
+    return model, train, test
+
+
+def test_missing_feature_is_named(tmp_path: Path) -> None:
+    model, train, _ = tiny_generator()
+    del train.tensors["age"]
+    with pytest.raises(InputError, match="'age'"):
+        MatchTrainer(model, model_path=tmp_path, verbose=False).fit(train)
+
+
+def test_id_beyond_vocab_is_named(tmp_path: Path) -> None:
+    model, train, _ = tiny_generator(user_id=np.array([1, 2, 3, 9]))
+    with pytest.raises(InputError, match="'user_id' has id 9 outside"):
+        MatchTrainer(model, model_path=tmp_path, verbose=False).fit(train)
+
+
+def test_nan_dense_feature_is_named(tmp_path: Path) -> None:
+    model, train, _ = tiny_generator(age=np.array([0.1, np.nan, 0.3, 0.4], dtype=np.float32))
+    with pytest.raises(InputError, match="'age' contains NaN"):
+        MatchTrainer(model, model_path=tmp_path, verbose=False).fit(train)
+
+
+def test_empty_history_is_named(tmp_path: Path) -> None:
+    model, train, _ = tiny_generator(hist=np.array([[1, 2, 0], [0, 0, 0], [5, 0, 0], [6, 1, 0]]))
+    with pytest.raises(InputError, match="'hist' has 1 rows with an empty history"):
+        MatchTrainer(model, model_path=tmp_path, verbose=False).fit(train)
+
+
+def test_unwritable_model_path_fails_before_training(tmp_path: Path) -> None:
+    model, _, _ = tiny_generator()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(CheckpointError, match="not writable"):
+        MatchTrainer(model, model_path=blocker / "run", verbose=False)
+
+
+def test_tiny_generator_trains_and_explicit_labels_need_mode_0(tmp_path: Path) -> None:
+    model, train, _ = tiny_generator()
+    history = MatchTrainer(model, model_path=tmp_path, n_epoch=2, verbose=False).fit(train)
+    assert len(history) == 2 and np.isfinite(history[-1]["loss"])
+    user, item = tiny_features()
+    labelled = MatchDataGenerator(
+        {
+            "user_id": np.array([1, 2]),
+            "age": np.array([0.1, 0.2], dtype=np.float32),
+            "hist": np.array([[1, 0, 0], [2, 3, 0]]),
+            "item_id": np.array([3, 4]),
+        },
+        y=np.array([1, 0]),
+    )
+    tl, _, _ = labelled.generate_dataloader(
+        {"user_id": np.array([1])}, {"item_id": np.arange(7)}, 2
+    )
+    with pytest.raises(InputError, match="mode=0"):
+        MatchTrainer(model, mode=2, model_path=tmp_path, verbose=False).fit(tl)
+    MatchTrainer(model, mode=0, sampler="none", model_path=tmp_path, verbose=False).fit(tl)
+
+
+def test_unknown_mode_and_bad_arguments(tmp_path: Path) -> None:
+    model, _, _ = tiny_generator()
+    with pytest.raises(InputError, match="mode must be"):
+        MatchTrainer(model, mode=3, model_path=tmp_path)
+    with pytest.raises(InputError, match="n_epoch"):
+        MatchTrainer(model, n_epoch=0, model_path=tmp_path)
+    with pytest.raises(RechubError, match="no loss named"):
+        MatchTrainer(model, loss="no_such_loss", model_path=tmp_path)
+
+
+def test_item_table_must_match_the_model(tmp_path: Path) -> None:
+    model, train, _ = tiny_generator()
+    train.item_table = {"item_id": torch.arange(5)}
+    with pytest.raises(InputError, match="vocab_size"):
+        MatchTrainer(model, model_path=tmp_path, verbose=False).fit(train)
