@@ -128,7 +128,7 @@ def test_inference_embedding_shapes_and_loading(synthetic: PreparedData, tmp_pat
 
 @pytest.mark.parametrize("side", ["user", "item"])
 def test_onnx_export_parity(synthetic: PreparedData, tmp_path: Path, side: str) -> None:
-    train, val, test = loaders_from_prepared(synthetic, batch_size=256)
+    train, val, _ = loaders_from_prepared(synthetic, batch_size=256)
     model = small_model(synthetic)
     trainer = trainer_for(model, tmp_path, n_epoch=1)
     trainer.fit(train, val)
@@ -213,7 +213,6 @@ def test_tiny_generator_trains_and_explicit_labels_need_mode_0(tmp_path: Path) -
     model, train, _ = tiny_generator()
     history = MatchTrainer(model, model_path=tmp_path, n_epoch=2, verbose=False).fit(train)
     assert len(history) == 2 and np.isfinite(history[-1]["loss"])
-    user, item = tiny_features()
     labelled = MatchDataGenerator(
         {
             "user_id": np.array([1, 2]),
