@@ -140,6 +140,7 @@ class PopularitySampler(Sampler):
         self.n_neg = n_neg
         self.alpha = alpha
         self.probs: Tensor | None = None
+        self.cdf: Tensor | None = None
 
     def bind(self, n_items: int, item_counts: Tensor | None = None) -> None:
         super().bind(n_items, item_counts)
@@ -150,19 +151,28 @@ class PopularitySampler(Sampler):
         if float(weights.sum()) <= 0:
             weights = torch.ones(n_items, dtype=torch.float64)
             weights[0] = 0.0
-        self.probs = (weights / weights.sum()).to(torch.float32)
+        probs = weights / weights.sum()
+        self.probs = probs.to(torch.float32)
+        self.cdf = torch.cumsum(probs, 0)  # (n_items,) float64
 
     def sample(
         self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
     ) -> NegativeSample:
-        assert self.probs is not None, "bind() first"
-        b = pos_ids.shape[0]
-        ids = torch.multinomial(self.probs, b * self.n_neg, replacement=True, generator=generator)
-        ids = ids.view(b, self.n_neg)  # (B, n)
-        clash = ids == pos_ids.view(-1, 1)
-        if clash.any():  # replace the few collisions with uniform draws that exclude the positive
-            fallback = uniform_excluding(pos_ids, self.n_neg, self.n_items, generator)
-            ids = torch.where(clash, fallback, ids)
+        assert self.probs is not None and self.cdf is not None, "bind() first"
+        # exact sampling from the distribution with the positive removed: draw u from the
+        # remaining mass, then skip over the positive's interval of the CDF
+        p_pos = self.probs[pos_ids].view(-1, 1).to(torch.float64)  # (B, 1)
+        before = (self.cdf[pos_ids] - self.probs[pos_ids]).view(-1, 1).to(torch.float64)
+        u = torch.rand((pos_ids.shape[0], self.n_neg), generator=generator, dtype=torch.float64)
+        u = u * (1.0 - p_pos)  # (B, n)
+        u = torch.where(u >= before, u + p_pos, u)
+        ids = torch.searchsorted(self.cdf, u.clamp(max=float(self.cdf[-1]) - 1e-12), right=True)
+        ids = ids.clamp(1, self.n_items - 1)
+        clash = ids == pos_ids.view(-1, 1)  # only from float rounding at interval edges
+        if clash.any():
+            ids = torch.where(
+                clash, uniform_excluding(pos_ids, self.n_neg, self.n_items, generator), ids
+            )
         return NegativeSample(ids=ids)
 
     def log_q(self, ids: Tensor) -> Tensor:

@@ -1,0 +1,171 @@
+"""Losses and samplers: exact values, masking, logQ correction, and sampler properties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rechub_core.errors import InputError
+from rechub_core.losses import BCELoss, BPRLoss, HingeLoss, SampledSoftmaxLoss, SoftmaxLoss
+from rechub_core.plugins import create
+from rechub_core.samplers import (
+    FullCatalogueSampler,
+    HardNegativeSampler,
+    InBatchSampler,
+    PopularitySampler,
+    StreamingFrequencyEstimator,
+    UniformSampler,
+    uniform_excluding,
+)
+
+
+def test_softmax_equals_cross_entropy_and_masks_candidates() -> None:
+    logits = torch.tensor([[2.0, 1.0, 0.5], [0.1, 0.2, 3.0]])
+    target = torch.tensor([0, 2])
+    assert SoftmaxLoss()(logits, target) == pytest.approx(F.cross_entropy(logits, target).item())
+    valid = torch.tensor([[True, False, True], [True, True, True]])
+    expected = F.cross_entropy(torch.tensor([[2.0, 0.5], [0.1, 0.2]]), torch.tensor([0, 0]))
+    # row 2 keeps 3 candidates; compute it separately
+    row1 = F.cross_entropy(torch.tensor([[2.0, 0.5]]), torch.tensor([0]))
+    row2 = F.cross_entropy(logits[1:], target[1:])
+    got = SoftmaxLoss()(logits, target, valid)
+    assert got.item() == pytest.approx(((row1 + row2) / 2).item(), rel=1e-5)
+    assert not math.isclose(got.item(), expected.item())
+
+
+def test_sampled_softmax_subtracts_exactly_log_q() -> None:
+    logits = torch.tensor([[1.0, 2.0, 3.0]])
+    log_q = torch.log(torch.tensor([[0.5, 0.1, 0.01]]))
+    target = torch.tensor([1])
+    got = SampledSoftmaxLoss(logq_correction=True)(logits, target, None, log_q)
+    assert got.item() == pytest.approx(F.cross_entropy(logits - log_q, target).item(), rel=1e-6)
+    plain = SampledSoftmaxLoss(logq_correction=False)(logits, target, None, log_q)
+    assert plain.item() == pytest.approx(F.cross_entropy(logits, target).item(), rel=1e-6)
+    with pytest.raises(InputError, match="log_q"):
+        SampledSoftmaxLoss()(logits, target)
+
+
+def test_pairwise_and_pointwise_values() -> None:
+    logits = torch.tensor([[2.0, 1.0, -1.0]])
+    target = torch.tensor([0])
+    bpr = -(F.logsigmoid(torch.tensor(1.0)) + F.logsigmoid(torch.tensor(3.0))) / 2
+    assert BPRLoss()(logits, target).item() == pytest.approx(bpr.item(), rel=1e-6)
+    assert HingeLoss(margin=1.5)(logits, target).item() == pytest.approx((0.5 + 0.0) / 2)
+    labels = torch.tensor([[1.0, 0.0, 0.0]])
+    bce = F.binary_cross_entropy_with_logits(logits, labels)
+    assert BCELoss()(logits, target).item() == pytest.approx(bce.item(), rel=1e-6)
+    # a masked negative does not count
+    valid = torch.tensor([[True, False, True]])
+    assert BPRLoss()(logits, target, valid).item() == pytest.approx(
+        -F.logsigmoid(torch.tensor(3.0)).item()
+    )
+
+
+def test_losses_are_registered_by_name() -> None:
+    assert isinstance(create("loss", "Sampled_Softmax", logq_correction=False), SampledSoftmaxLoss)
+    assert isinstance(create("sampler", "in-batch"), InBatchSampler)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    n_items=st.integers(3, 500),
+    batch=st.integers(1, 64),
+    n=st.integers(1, 32),
+    seed=st.integers(0, 2**16),
+)
+def test_uniform_negatives_never_equal_the_positive(
+    n_items: int, batch: int, n: int, seed: int
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randint(1, n_items, (batch,), generator=g)
+    neg = uniform_excluding(pos, n, n_items, g)
+    assert neg.shape == (batch, n)
+    assert bool((neg != pos.view(-1, 1)).all())
+    assert int(neg.min()) >= 1 and int(neg.max()) < n_items
+
+
+def test_uniform_excluding_covers_every_other_item_evenly() -> None:
+    g = torch.Generator().manual_seed(0)
+    pos = torch.full((20000,), 3)
+    counts = torch.bincount(uniform_excluding(pos, 5, 7, g).view(-1), minlength=7).float()
+    assert counts[0] == 0 and counts[3] == 0
+    share = counts[[1, 2, 4, 5, 6]] / counts.sum()
+    assert torch.allclose(share, torch.full((5,), 0.2), atol=0.01)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), alpha=st.sampled_from([0.0, 0.5, 1.0]))
+def test_popularity_sampler_follows_counts_and_avoids_positive(seed: int, alpha: float) -> None:
+    counts = torch.tensor([0.0, 100.0, 50.0, 10.0, 1.0, 1000.0])  # the positive is the head item
+    sampler = PopularitySampler(n_neg=8, alpha=alpha)
+    sampler.bind(6, counts)
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.full((4000,), 5)
+    neg = sampler.sample(pos, g).ids
+    assert bool((neg != 5).all()) and bool((neg != 0).all())
+    freq = torch.bincount(neg.view(-1), minlength=6).float()[1:5]
+    want = counts[1:5] ** alpha
+    assert torch.allclose(freq / freq.sum(), want / want.sum(), atol=0.03)
+    assert sampler.log_q(torch.tensor([1])).item() == pytest.approx(
+        math.log(float(counts[1] ** alpha / (counts[1:] ** alpha).sum()))
+    )
+
+
+@settings(max_examples=5, deadline=None)
+@given(
+    rates=st.lists(st.floats(0.05, 0.9), min_size=3, max_size=8),
+    seed=st.integers(0, 2**16),
+)
+def test_streaming_estimator_converges_to_true_rates(rates: list[float], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    est = StreamingFrequencyEstimator(n_buckets=1 << 12, alpha=0.02)
+    ids = torch.arange(1, len(rates) + 1)
+    for _ in range(2000):
+        present = rng.random(len(rates)) < np.array(rates)
+        batch = ids[torch.as_tensor(present)]
+        est.update(batch if len(batch) else torch.tensor([999]))
+    got = est.probability(ids).numpy()
+    assert np.allclose(got, rates, rtol=0.25, atol=0.02)
+
+
+def test_in_batch_sampler_log_q_from_counts() -> None:
+    sampler = InBatchSampler(frequency="counts")
+    sampler.bind(4, torch.tensor([0.0, 1.0, 1.0, 2.0]))
+    neg = sampler.sample(torch.tensor([1, 3]), torch.Generator())
+    assert neg.shared and neg.batch_positives and neg.ids.numel() == 0
+    # q = unigram probability x batch size (expected count in a batch of 2)
+    assert torch.allclose(sampler.log_q(torch.tensor([3])), torch.log(torch.tensor([0.5 * 2])))
+
+
+def test_full_sampler_lists_every_item() -> None:
+    sampler = FullCatalogueSampler()
+    sampler.bind(6)
+    neg = sampler.sample(torch.tensor([2]), torch.Generator())
+    assert neg.shared and neg.ids.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_hard_negatives_come_from_the_requested_ranks() -> None:
+    items = torch.eye(12)[:, :12]  # item i has a one-hot vector; scores = user weights
+    user = torch.linspace(1.0, 0.0, 12).view(1, -1)  # item 1 best, then 2, ...; 0 is padding
+    sampler = HardNegativeSampler(n_neg=4, n_hard=4, rank_from=2, rank_to=6)
+    sampler.bind(12)
+    sampler.on_epoch_start(lambda: items)
+    neg = sampler.sample(torch.tensor([11]), torch.Generator().manual_seed(0), user_vectors=user)
+    assert set(neg.ids.view(-1).tolist()) <= {3, 4, 5, 6}  # ranks 2..5 of items 1..11
+
+
+def test_uniform_shared_mode_and_bad_arguments() -> None:
+    s = UniformSampler(n_neg=10, shared=True)
+    s.bind(50)
+    out = s.sample(torch.tensor([1, 2, 3]), torch.Generator())
+    assert out.shared and out.ids.shape == (10,)
+    with pytest.raises(InputError):
+        UniformSampler(n_neg=0)
+    with pytest.raises(InputError):
+        HardNegativeSampler(n_neg=2, n_hard=3)
