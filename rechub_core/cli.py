@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rechub_core.errors import RechubError
@@ -20,7 +21,7 @@ console = Console()
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(code=1)
 
 
@@ -65,7 +66,9 @@ def _list_plugins(all_: bool, as_json: bool) -> None:
         table.add_column(col)
     for i in infos:
         registers = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(i.components.items()))
-        status = "[green]ok[/]" if i.status == "ok" else f"[red]{i.status}[/]: {i.error}"
+        status = (
+            "[green]ok[/]" if i.status == "ok" else f"[red]{i.status}[/]: {escape(i.error or '')}"
+        )
         table.add_row(i.name, i.distribution, i.version, status, registers or "-")
     console.print(table)
 

@@ -21,19 +21,23 @@ from rechub_core.errors import ConfigError
 from rechub_core.io import write_text
 
 
+class _RangeError(ValueError):
+    """A value of the right type outside its allowed range."""
+
+
 def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+        raise _RangeError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+        raise _RangeError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
 def _mode(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and value not in (0, 1, 2):
-        raise ValueError(f"mode must be 0, 1 or 2, got {value!r}")
+        raise _RangeError(f"mode must be 0, 1 or 2, got {value!r}")
 
 
 @attrs.frozen
@@ -122,6 +126,13 @@ def _drop_none(obj: Any) -> Any:
     return obj
 
 
+def _describe(exc: BaseException, type_: Any) -> str:
+    """One line per problem; validators' messages say which field and why."""
+    if isinstance(exc, _RangeError):
+        return f"invalid value: {exc}"
+    return cattrs.v.format_exception(exc, type_)
+
+
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> RunConfig:
     """Structure a plain dict into a :class:`RunConfig`, or raise :class:`ConfigError` whose
     message lists every problem as ``... @ $.path``."""
@@ -129,7 +140,7 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> RunConfig:
         return converter.structure(raw, RunConfig)
     except Exception as exc:
         if isinstance(exc, cattrs.BaseValidationError):
-            lines = cattrs.transform_error(exc, path="$")
+            lines = cattrs.transform_error(exc, path="$", format_exception=_describe)
         else:
             lines = [str(exc)]
         raise ConfigError(f"invalid {where}:\n  " + "\n  ".join(lines)) from None

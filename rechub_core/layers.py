@@ -112,6 +112,7 @@ class MLP(nn.Module):
             raise InputError("MLP dims must list at least one layer width, e.g. dims=[128, 64]")
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"MLP dropout must be in [0, 1), got {dropout}")
+        make_activation(activation)  # reject a typo even when no layer would use it
         layers: list[nn.Module] = []
         width = input_dim
         for i, out in enumerate(dims):

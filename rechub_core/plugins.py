@@ -36,6 +36,7 @@ CORE_DISTRIBUTION = "rechub"
 BUILTIN_PLUGIN_NAME = "rechub.builtins"
 
 log = logging.getLogger("rechub.plugins")
+trace_log = logging.getLogger("rechub.hooks")
 
 
 @attrs.frozen
@@ -98,9 +99,7 @@ class PluginHost:
         self._failed: dict[str, PluginInfo] = {}
         self._registry: dict[str, dict[str, list[_Registration]]] | None = None
         self._plugin_errors: dict[str, str] = {}
-        if os.environ.get(ENV_TRACE, "") not in ("", "0"):
-            self.pm.trace.root.setwriter(lambda msg: log.debug("%s", msg.rstrip()))
-            self.pm.enable_tracing()
+        self._trace = os.environ.get(ENV_TRACE, "") not in ("", "0")
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -206,12 +205,15 @@ class PluginHost:
         errors: dict[str, list[str]] = {}
         for hook_name, kind in hookspecs.COMPONENT_HOOKS.items():
             caller = getattr(self.pm.hook, hook_name)
-            # pluggy calls the last registered first; reverse so load order decides precedence
-            for impl in reversed(caller.get_hookimpls()):
+            for impl in caller.get_hookimpls():  # in load order: the first registrant keeps a name
                 meta = self._meta.get(impl.plugin_name, {})
                 dist = str(meta.get("distribution", "?"))
                 try:
                     records = list(impl.function() or [])
+                    if self._trace:
+                        trace_log.debug(
+                            "%s() from %s -> %d records", hook_name, impl.plugin_name, len(records)
+                        )
                     expected = SPEC_TYPES[kind]
                     for rec in records:
                         if not isinstance(rec, expected):
@@ -320,8 +322,10 @@ class PluginHost:
     def call_register_commands(self, app: Any) -> None:
         """Let every plugin add commands to the typer ``app``; a failing plugin is logged."""
         self.load()
-        for impl in reversed(self.pm.hook.rechub_register_commands.get_hookimpls()):
+        for impl in self.pm.hook.rechub_register_commands.get_hookimpls():
             try:
+                if self._trace:
+                    trace_log.debug("rechub_register_commands(app) from %s", impl.plugin_name)
                 impl.function(app=app)
             except Exception as exc:
                 log.warning("plugin %s failed to add commands: %s", impl.plugin_name, exc)
