@@ -21,11 +21,9 @@ the serialized faiss index; :func:`load_index` reads either kind back.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +33,7 @@ import faiss
 import numpy as np
 
 from rechub_core.errors import CheckpointError, InputError
+from rechub_core.io import atomic_path
 
 __all__ = ["ExactIndex", "FaissIndex", "ItemIndex", "load_index"]
 
@@ -114,25 +113,13 @@ def _check_k(k: int) -> int:
 
 def _atomic_savez(path: PathLike, arrays: dict[str, np.ndarray]) -> None:
     target = Path(path)
-    parent = target.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
     except OSError as exc:
         raise CheckpointError(
-            f"index path {str(target)!r}: cannot create folder {str(parent)!r} ({exc}); "
-            "choose a writable location"
+            f"index path {str(target)!r} is not writable ({exc}); choose a writable location"
         ) from exc
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _read_payload(path: PathLike) -> dict[str, np.ndarray]:

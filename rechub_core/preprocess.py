@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pandas as pd
 
 from rechub_core.datasets import Interactions
 from rechub_core.errors import InputError
+from rechub_core.io import write_text
 
 __all__ = [
     "UNKNOWN",
@@ -193,7 +193,7 @@ class IdEncoder:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_dict` as JSON to ``path`` atomically (temp file + ``os.replace``)."""
-        _atomic_write_text(Path(path), json.dumps(self.to_dict()))
+        write_text(Path(path), json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> IdEncoder:
@@ -203,18 +203,6 @@ class IdEncoder:
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"cannot read encoder file {os.fspath(path)!r}: {exc}") from exc
         return cls.from_dict(data)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- vectorised helpers
