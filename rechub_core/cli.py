@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -384,7 +385,7 @@ def make_app() -> typer.Typer:
 def _coerce_raw_id(text: str, classes: Any) -> Any:
     """Raw ids of a run may be ints or strings; match the type the encoder holds."""
     sample = next(iter(classes), None)
-    if isinstance(sample, int) and not isinstance(sample, bool):
+    if isinstance(sample, int | np.integer) and not isinstance(sample, bool):
         try:
             return int(text)
         except ValueError:

@@ -1,0 +1,318 @@
+"""Quality, speed and memory of every registered model under the protocol, side by side with
+Torch-RecHub 0.9.0 and RecBole 1.2.1 trained on the same split in their own virtualenvs and
+scored by our metric code.
+
+    python -m benchmarks.quality --data movielens-100k --models all --out benchmarks/results \
+        [--external torch-rechub,recbole] [--epochs N] [--data-dir DIR]
+
+Each model trains in its own subprocess (so peak memory is its own). Writes
+``OUT/quality.json`` and ``OUT/quality.md`` (the table, the command, the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+KS = (10, 20, 50)
+REPORTED = ["hit@10", "hit@20", "hit@50", "ndcg@10", "ndcg@20", "ndcg@50", "mrr@10"]
+VENVS = {
+    "torch-rechub": ROOT / "benchmarks" / ".venvs" / "torch-rechub" / "bin" / "python",
+    "recbole": ROOT / "benchmarks" / ".venvs" / "recbole" / "bin" / "python",
+}
+RUNNERS = {
+    "torch-rechub": ROOT / "benchmarks" / "external" / "run_torch_rechub.py",
+    "recbole": ROOT / "benchmarks" / "external" / "run_recbole.py",
+}
+RECBOLE_MODELS = {"GRU4Rec", "NARM", "SASRec", "STAMP", "SINE"}
+
+
+def _config(args: argparse.Namespace, model: str) -> Any:
+    from rechub_core.config import ComponentConfig, DataConfig, RunConfig, TrainConfig
+
+    return RunConfig(
+        model=ComponentConfig(model),
+        data=DataConfig(source=args.data, data_dir=args.data_dir),
+        train=TrainConfig(epochs=args.epochs, seed=args.seed),
+    )
+
+
+def prepared(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The interactions and the prepared data of the protocol."""
+    from rechub_core.preprocess import prepare
+    from rechub_core.runs import load_interactions
+
+    inter = load_interactions(_config(args, "DSSM"))
+    return inter, prepare(inter, max_len=50, min_interactions=5)
+
+
+def write_split(inter: Any, data: Any, folder: Path) -> None:
+    """Write the protocol's split in the interchange format of benchmarks/external, and check
+    that its targets agree with ours (the tie rule decides which item is last)."""
+    ev = inter.events
+    ev = ev[ev["user_id"].map(ev["user_id"].value_counts()) >= 5]
+    ev = ev.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    users = data.encoders["user_id"].transform(ev["user_id"].to_numpy())
+    items = data.encoders["item_id"].transform(ev["item_id"].to_numpy())
+    frame = pd.DataFrame({"user": users, "item": items})
+    frame["position"] = frame.groupby("user").cumcount()
+    n = frame.groupby("user")["item"].transform("size")
+    folder.mkdir(parents=True, exist_ok=True)
+    frame[frame["position"] < n - 2].to_csv(folder / "train.csv", index=False)
+    val = frame[frame["position"] == n - 2][["user", "item"]]
+    test = frame[frame["position"] == n - 1][["user", "item"]]
+    val.to_csv(folder / "val.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    order = np.argsort(data.test.users["user_id"])
+    ours = data.test.target[order]
+    if not np.array_equal(test.sort_values("user")["item"].to_numpy(), ours):
+        raise SystemExit("the written split's test targets disagree with rechub's protocol")
+    if data.user_columns:
+        cols = {c: data.test.users[c][order] for c in data.user_columns}
+        pd.DataFrame({"user": np.sort(data.test.users["user_id"]), **cols}).to_csv(
+            folder / "users.csv", index=False
+        )
+    if "category" in data.items:
+        pd.DataFrame(
+            {"item": data.items["item_id"][1:], "category": data.items["category"][1:]}
+        ).to_csv(folder / "items.csv", index=False)
+    meta = {"n_users": len(ours), "n_items": int(data.n_items), "max_len": int(data.max_len)}
+    (folder / "meta.json").write_text(json.dumps(meta) + "\n")
+
+
+def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    """Train one of our models (in this process) and measure it."""
+    from rechub_core.runs import train_run
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    out = Path(args.work) / "ours" / args.one
+    result = train_run(_config(args, args.one), out, verbose=False)
+    total = time.perf_counter() - start
+    history = result.history
+    seconds = [h["seconds"] for h in history]
+    eval_start = time.perf_counter()
+    from rechub_core.runs import load_run
+
+    loaded = load_run(out)
+    loaded.trainer().evaluate(loaded.user_loader())
+    eval_seconds = time.perf_counter() - eval_start
+    return {
+        "library": "rechub",
+        "model": args.one,
+        "metrics": result.metrics,
+        "mostpop": result.mostpop,
+        "epochs": len(history),
+        "seconds_per_epoch": float(np.mean(seconds)),
+        "samples_per_second": float(np.mean([h["samples_per_s"] for h in history])),
+        "train_seconds": float(sum(seconds)),
+        "total_seconds": total,
+        "eval_seconds": eval_seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "error": None,
+    }
+
+
+def score_external(out: Path, data: Any) -> dict[str, float]:
+    """Score a runner's vectors (or full-sort scores) with our full-ranking metrics."""
+    from rechub_core.metrics import full_ranking_metrics
+
+    order = np.argsort(data.test.users["user_id"])  # external users are 1..U in id order
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    if (out / "scores_test.npy").exists():
+        scores = torch.as_tensor(np.load(out / "scores_test.npy"))[torch.as_tensor(inv)]
+        items = torch.eye(scores.shape[1])  # scores as "vectors" against one-hot items: exact
+        users = scores
+    else:
+        users = torch.as_tensor(np.load(out / "user_test.npy"))[torch.as_tensor(inv)]
+        items = torch.as_tensor(np.load(out / "item.npy"))
+    t = data.test
+    return full_ranking_metrics(
+        users.float(), items.float(), t.target, t.seen_indptr, t.seen_indices, ks=KS
+    )
+
+
+def run_external(
+    lib: str, model: str, split: Path, work: Path, epochs: int | None, seed: int, data: Any
+) -> dict[str, Any]:
+    """Train the other library's model in its venv and score it with our metrics."""
+    out = work / lib / model
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        str(VENVS[lib]),
+        str(RUNNERS[lib]),
+        str(split),
+        str(out),
+        "--model",
+        model,
+        "--seed",
+        str(seed),
+    ]
+    if epochs is not None:
+        cmd += ["--epochs", str(epochs)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    info_path = out / "info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    row = {"library": lib, "model": model, "error": info.get("error")}
+    if proc.returncode != 0 and not row["error"]:
+        row["error"] = (proc.stderr or proc.stdout)[-400:]
+    for key in (
+        "epochs",
+        "seconds_per_epoch",
+        "samples_per_second",
+        "train_seconds",
+        "peak_rss_mb",
+    ):
+        row[key] = info.get(key)
+    if row["error"] is None:
+        row["metrics"] = score_external(out, data)
+    return row
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "-"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def markdown(rows: list[dict[str, Any]], command: str, mostpop: dict[str, float]) -> str:
+    """The results table: ours next to each library's, with ratios ours / theirs."""
+    ours = {r["model"]: r for r in rows if r["library"] == "rechub"}
+    lines = [
+        "# Quality, speed and memory on MovieLens-100K (protocol of DESIGN.md §4, full ranking)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, torch {torch.__version__}; "
+        f"measured {time.strftime('%Y-%m-%d')}",
+        "",
+        "| library | model | "
+        + " | ".join(REPORTED)
+        + " | epochs | s/epoch | samples/s | peak MB | eval s | NDCG@10 ours/theirs |",
+        "|---" * (len(REPORTED) + 8) + "|",
+        "| MostPop | - | "
+        + " | ".join(_fmt(mostpop.get(k)) for k in REPORTED)
+        + " | - | - | - | - | - | - |",
+    ]
+    for r in rows:
+        m = r.get("metrics") or {}
+        ratio = "-"
+        if (
+            r["library"] != "rechub"
+            and m
+            and r["model"] in ours
+            and ours[r["model"]].get("metrics")
+        ):
+            ratio = _fmt(ours[r["model"]]["metrics"]["ndcg@10"] / max(m["ndcg@10"], 1e-9), 2)
+        if r.get("error"):
+            cells = [f"error: {str(r['error']).splitlines()[-1][:80]}"] + ["-"] * (
+                len(REPORTED) - 1
+            )
+        else:
+            cells = [_fmt(m.get(k)) for k in REPORTED]
+        lines.append(
+            f"| {r['library']} | {r['model']} | "
+            + " | ".join(cells)
+            + f" | {_fmt(r.get('epochs'))} | {_fmt(r.get('seconds_per_epoch'), 1)} | "
+            f"{_fmt(r.get('samples_per_second'), 0)} | {_fmt(r.get('peak_rss_mb'), 0)} | "
+            f"{_fmt(r.get('eval_seconds'), 2)} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", default="movielens-100k")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--models", default="all", help="'all' or comma-separated names")
+    ap.add_argument("--external", default="", help="comma-separated: torch-rechub, recbole")
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="default: each model's early-stopping budget"
+    )
+    ap.add_argument("--seed", type=int, default=2022)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--work", default="benchmarks/.work/quality")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(args)))
+        return
+    from rechub_core.plugins import list_components
+
+    models = list_components("model") if args.models == "all" else args.models.split(",")
+    inter, data = prepared(args)
+    rows: list[dict[str, Any]] = []
+    passthrough = [
+        "--data",
+        args.data,
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(args.threads),
+        "--work",
+        args.work,
+    ]
+    if args.data_dir:
+        passthrough += ["--data-dir", args.data_dir]
+    if args.epochs:
+        passthrough += ["--epochs", str(args.epochs)]
+    for model in models:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.quality", "--one", model, *passthrough],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode == 0:
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        else:
+            rows.append({"library": "rechub", "model": model, "error": proc.stderr[-400:]})
+        print(
+            f"rechub {model}: {rows[-1].get('metrics', {}).get('ndcg@10', rows[-1].get('error'))}",
+            file=sys.stderr,
+        )
+    externals = [e for e in args.external.split(",") if e]
+    if externals:
+        split = Path(args.work) / "split"
+        write_split(inter, data, split)
+        for lib in externals:
+            for model in models:
+                if lib == "recbole" and model not in RECBOLE_MODELS:
+                    continue
+                rows.append(run_external(lib, model, split, Path(args.work), None, args.seed, data))
+                found = rows[-1].get("metrics", {}).get("ndcg@10", rows[-1].get("error"))
+                print(f"{lib} {model}: {found}", file=sys.stderr)
+    from rechub_core.metrics import most_popular_metrics
+
+    t = data.test
+    mostpop = most_popular_metrics(data.item_counts, t.target, t.seen_indptr, t.seen_indices, ks=KS)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python -m benchmarks.quality " + " ".join(argv if argv is not None else sys.argv[1:])
+    (out / "quality.json").write_text(
+        json.dumps({"command": command, "mostpop": mostpop, "rows": rows}, indent=2, default=str)
+        + "\n"
+    )
+    (out / "quality.md").write_text(markdown(rows, command, mostpop))
+    print((out / "quality.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
