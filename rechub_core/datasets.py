@@ -71,10 +71,23 @@ class Interactions:
 
 
 def _find_ml100k_dir(data_dir: Path) -> Path:
-    for cand in (data_dir, data_dir / "ml-100k"):
+    return find_movielens_100k(data_dir) or data_dir
+
+
+def default_data_dir() -> Path:
+    """``$RECHUB_DATA_DIR``, else ``../shared/data`` next to the repository checkout."""
+    env = os.environ.get("RECHUB_DATA_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def find_movielens_100k(base: str | os.PathLike[str] | None = None) -> Path | None:
+    """The folder holding MovieLens-100K's ``u.data`` under ``base`` (or ``base/ml-100k``);
+    ``base`` defaults to :func:`default_data_dir`. None when absent."""
+    root = Path(base) if base is not None else default_data_dir()
+    for cand in (root, root / "ml-100k"):
         if (cand / "u.data").is_file():
             return cand
-    return data_dir
+    return None
 
 
 def _age_bucket(age: np.ndarray) -> np.ndarray:

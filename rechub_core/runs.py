@@ -34,14 +34,6 @@ from rechub_core.trainer import BEST_WEIGHTS, MatchTrainer, load_weights
 
 log = logging.getLogger("rechub.runs")
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-
-def default_data_dir() -> Path:
-    """``$RECHUB_DATA_DIR``, else ``../shared/data`` next to the repository."""
-    env = os.environ.get("RECHUB_DATA_DIR")
-    return Path(env) if env else DEFAULT_DATA_DIR
-
 
 def load_interactions(cfg: RunConfig) -> Any:
     """The :class:`~rechub_core.datasets.Interactions` a config names."""
@@ -54,15 +46,16 @@ def load_interactions(cfg: RunConfig) -> Any:
             n_users=d.synthetic_users, n_items=d.synthetic_items, seed=d.seed
         )
     if source in ("movielens-100k", "ml-100k", "movielens"):
-        folder = Path(d.data_dir) if d.data_dir else default_data_dir()
-        if not (folder / "u.data").exists() and not (folder / "ml-100k" / "u.data").exists():
+        base = Path(d.data_dir) if d.data_dir else datasets.default_data_dir()
+        found = datasets.find_movielens_100k(base)
+        if found is None:
             if not d.download:
                 raise InputError(
-                    f"MovieLens-100K not found in {folder}; pass --data-dir DIR (the folder with "
+                    f"MovieLens-100K not found in {base}; pass --data-dir DIR (the folder with "
                     "u.data) or --download to fetch the official archive into the cache"
                 )
-            folder = datasets.download_movielens_100k(Path.home() / ".cache" / "rechub")
-        return datasets.load_movielens_100k(folder)
+            found = datasets.download_movielens_100k(Path.home() / ".cache" / "rechub")
+        return datasets.load_movielens_100k(found)
     path = Path(d.source)
     if not path.exists():
         raise InputError(

@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
-from rechub_core.datasets import load_movielens_100k, synthetic_interactions
+from rechub_core.datasets import find_movielens_100k, load_movielens_100k, synthetic_interactions
 from rechub_core.preprocess import PreparedData, prepare
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # pytest-xdist runs two workers on two cores: one thread each avoids oversubscription
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
-def ml100k_dir() -> Path | None:
-    """The MovieLens-100K folder: $RECHUB_DATA_DIR or ../shared/data, else None."""
-    base = Path(os.environ.get("RECHUB_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-    for cand in (base / "ml-100k", base):
-        if (cand / "u.data").is_file():
-            return cand
-    return None
-
-
 @pytest.fixture(scope="session")
 def ml100k() -> PreparedData:
     """MovieLens-100K prepared under the protocol (max_len 50, min 5 interactions)."""
-    folder = ml100k_dir()
+    folder = find_movielens_100k()
     if folder is None:
         pytest.skip(
             "MovieLens-100K not found: set RECHUB_DATA_DIR to the folder holding ml-100k/ "

@@ -6,7 +6,6 @@ import hashlib
 import http.server
 import importlib.util
 import io
-import os
 import threading
 import time
 import zipfile
@@ -24,28 +23,18 @@ from rechub_core.datasets import (
     DEFAULT_URL,
     Interactions,
     download_movielens_100k,
+    find_movielens_100k,
     load_interactions_file,
     load_movielens_100k,
     synthetic_interactions,
 )
 from rechub_core.errors import InputError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _ml100k_dir() -> Path | None:
-    base = Path(os.environ.get("RECHUB_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-    for cand in (base / "ml-100k", base):
-        if (cand / "u.data").is_file():
-            return cand
-    return None
-
-
 # --------------------------------------------------------------------------- MovieLens-100K
 
 
 def test_load_movielens_100k() -> None:
-    data_dir = _ml100k_dir()
+    data_dir = find_movielens_100k()
     if data_dir is None:
         pytest.skip(
             "MovieLens-100K not found: set RECHUB_DATA_DIR to the folder holding ml-100k/ "

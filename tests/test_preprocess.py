@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rechub_core.datasets import Interactions, load_movielens_100k, synthetic_interactions
+from rechub_core.datasets import (
+    Interactions,
+    find_movielens_100k,
+    load_movielens_100k,
+    synthetic_interactions,
+)
 from rechub_core.errors import InputError
 from rechub_core.preprocess import (
     UNKNOWN,
@@ -24,16 +28,6 @@ from rechub_core.preprocess import (
     segments_to_csr,
     trailing_windows,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _ml100k_dir() -> Path | None:
-    base = Path(os.environ.get("RECHUB_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-    for cand in (base / "ml-100k", base):
-        if (cand / "u.data").is_file():
-            return cand
-    return None
 
 
 def _events(rows: list[tuple[object, object, int]]) -> Interactions:
@@ -336,7 +330,7 @@ def test_synthetic_transition_baseline_beats_most_popular() -> None:
 
 
 def test_movielens_most_pop_reference_numbers() -> None:
-    data_dir = _ml100k_dir()
+    data_dir = find_movielens_100k()
     if data_dir is None:
         pytest.skip(
             "MovieLens-100K not found: set RECHUB_DATA_DIR to the folder holding ml-100k/ "
