@@ -1,0 +1,181 @@
+"""MIND — Li et al., "Multi-Interest Network with Dynamic Routing for Recommendation at Tmall",
+CIKM 2019.
+
+Behaviour embeddings are mapped by one shared bilinear matrix and routed into K interest
+capsules (B2I dynamic routing); each capsule, concatenated with the user profile, goes through
+an MLP. Training uses label-aware attention over the interests with power ``p``; retrieval
+scores every item with its best interest. Training mode: 2 (list-wise) only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rechub_core.errors import InputError
+from rechub_core.features import Feature, SequenceFeature
+from rechub_core.layers import MLP, EmbeddingLayer, pooled_width
+from rechub_core.schema import DataSchema
+from rechub_plugins_multiinterest.base import (
+    MultiInterestEncoder,
+    MultiInterestModel,
+    dynamic_routing,
+)
+
+MLP_KEYS = ("dims", "dropout", "activation")
+
+
+class MINDEncoder(MultiInterestEncoder):
+    """MIND's user encoder: history (+ profile) -> ``(B, K, D)``.
+
+    Args:
+        user_features: the history ``SequenceFeature`` (``pooling=None``) and optional profile
+            features (sparse, dense or pooled sequences).
+        n_interest: K, the most interests a user gets.
+        routing_iterations: B2I routing iterations (>= 1).
+        user_params: ``{"dims", "dropout", "activation"}`` of the MLP after each capsule; the
+            last width is forced to D (default ``{"dims": [2 * D], "activation": "relu"}``).
+        dynamic_interests: give user ``u`` only ``K'_u = max(1, min(K, log2 |history|))``
+            interests; the unused ones repeat interest 0, so they never change a max over
+            interests and never produce NaN.
+        normalize: L2-normalise the interests.
+    """
+
+    def __init__(
+        self,
+        user_features: Sequence[Feature],
+        n_interest: int = 4,
+        routing_iterations: int = 3,
+        user_params: Mapping[str, Any] | None = None,
+        dynamic_interests: bool = False,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__(user_features, n_interest, normalize)
+        if not isinstance(routing_iterations, int) or routing_iterations < 1:
+            raise InputError(
+                f"MIND routing_iterations must be an int >= 1, got {routing_iterations!r}"
+            )
+        d = self.output_dim
+        params = {"dims": [2 * d], "dropout": 0.0, "activation": "relu", **(user_params or {})}
+        unknown = sorted(set(params) - set(MLP_KEYS))
+        if unknown:
+            raise InputError(
+                f"MIND user_params has unknown keys {unknown}; allowed: {', '.join(MLP_KEYS)}"
+            )
+        self.routing_iterations = routing_iterations
+        self.dynamic_interests = dynamic_interests
+        self.profile = [
+            f for f in self.features if not (isinstance(f, SequenceFeature) and f.pooling is None)
+        ]
+        self._profile_names = [f.name for f in self.profile]
+        # one bilinear map shared by all interests (the paper's S); symmetry between the
+        # capsules is broken by learned routing seeds instead of per-forward random logits,
+        # so the same history always gives the same interests
+        self.bilinear = nn.Linear(d, d, bias=False)
+        nn.init.xavier_uniform_(self.bilinear.weight)
+        self.routing_seeds = nn.Parameter(torch.empty(n_interest, d))
+        nn.init.normal_(self.routing_seeds, std=1.0)
+        hidden = [*list(params["dims"]), d]
+        self.mlp = MLP(
+            d + pooled_width(self.profile),
+            hidden,
+            float(params["dropout"]),
+            str(params["activation"]),
+        )
+
+    def interests(
+        self,
+        x: Mapping[str, Tensor],
+        embedding: EmbeddingLayer,
+        emb: Tensor,
+        mask: Tensor,
+        vis: Tensor,
+        last: Tensor,
+    ) -> Tensor:
+        """``(B, T, K, D)``."""
+        k = self.n_interest
+        votes = self.bilinear(emb)  # (B, L, D)
+        init = torch.einsum("bld,kd->blk", votes, self.routing_seeds)  # (B, L, K)
+        caps = dynamic_routing(votes, vis, self.routing_iterations, init)  # (B, T, K, D)
+        if self.profile:
+            prof = embedding(x, self._profile_names)  # (B, P)
+            prof = prof.view(prof.shape[0], 1, 1, -1).expand(
+                -1, caps.shape[1], k, -1
+            )  # (B, T, K, P)
+            caps_in = torch.cat([caps, prof], dim=-1)  # (B, T, K, D + P)
+        else:
+            caps_in = caps
+        out = self.mlp(caps_in)  # (B, T, K, D)
+        if self.dynamic_interests:
+            seen = vis.sum(dim=-1).clamp(min=1).to(out.dtype)  # (B, T)
+            k_user = torch.log2(seen).floor().clamp(min=1, max=k)  # (B, T)
+            slot = torch.arange(k, device=out.device, dtype=out.dtype)  # (K,)
+            active = slot.view(1, 1, k) < k_user.unsqueeze(-1)  # (B, T, K)
+            out = torch.where(active.unsqueeze(-1), out, out[:, :, :1])  # (B, T, K, D)
+        return out
+
+
+class MIND(MultiInterestModel):
+    """MIND (CIKM 2019): capsule routing with a shared bilinear map, label-aware attention.
+
+    Args:
+        user_features: the history ``SequenceFeature`` (``pooling=None``, ``shared_with`` the
+            item id) and optional profile features.
+        item_features: the item id feature (the first sparse one is used).
+        user_params: ``{"dims", "dropout", "activation"}`` of the per-capsule MLP.
+        n_items: optional check: the number of items (with or without padding) must match the
+            item id's vocabulary.
+        n_interest: K.
+        temperature: cosine similarity is divided by it.
+        routing_iterations: B2I routing iterations (>= 1).
+        power: label-aware attention sharpness ``p``: training weights interest ``k`` by
+            ``softmax_k(p * cos(u_k, e_target))`` (p = 0: the mean, p -> inf: the closest
+            interest, the paper's two limits of ``pow(., p)``).
+        dynamic_interests: per-user interest count ``K'_u`` (see :class:`MINDEncoder`).
+    """
+
+    def __init__(
+        self,
+        user_features: Sequence[Feature],
+        item_features: Sequence[Feature],
+        user_params: Mapping[str, Any] | None = None,
+        n_items: int | None = None,
+        n_interest: int = 4,
+        temperature: float = 0.02,
+        routing_iterations: int = 3,
+        power: float = 20.0,
+        dynamic_interests: bool = False,
+    ) -> None:
+        encoder = MINDEncoder(
+            user_features, n_interest, routing_iterations, user_params, dynamic_interests
+        )
+        super().__init__(encoder, item_features, temperature)
+        if n_items is not None and n_items not in (self.n_items, self.n_items - 1):
+            raise InputError(
+                f"MIND n_items={n_items} but the item id feature {self.item_id_name!r} has "
+                f"vocab_size {self.n_items} (incl. padding); drop n_items or make them agree"
+            )
+        if power < 0:
+            raise InputError(f"MIND power must be >= 0, got {power}")
+        self.power = float(power)
+
+    def training_vector(self, user: Tensor, target: Tensor) -> Tensor:
+        """Label-aware attention: ``softmax_k(p * cos(u_k, e_target))``-weighted interests."""
+        sims = torch.einsum("bkd,bd->bk", user, target)  # (B, K)
+        # repeated interests (unused slots of dynamic_interests) must not gain extra weight
+        repeat = (user[:, 1:] == user[:, :1]).all(dim=-1)  # (B, K-1)
+        repeat = torch.cat([torch.zeros_like(repeat[:, :1]), repeat], dim=1)  # (B, K)
+        weights = torch.softmax((self.power * sims).masked_fill(repeat, -1e9), dim=1)  # (B, K)
+        return torch.einsum("bk,bkd->bd", weights, user)  # (B, D)
+
+    @classmethod
+    def from_schema(cls, schema: DataSchema, embed_dim: int = 64, **params: Any) -> MIND:
+        """History (shared with the item id) and profile features; the item id."""
+        user = [schema.history(embed_dim, pooling=None), *schema.user_profile(embed_dim)]
+        return cls(user, [schema.item_id(embed_dim)], **params)
+
+
+__all__ = ["MIND", "MINDEncoder"]
