@@ -29,11 +29,14 @@ class NegativeSample:
         shared: True for shared negatives.
         batch_positives: True when the other rows' positives also serve as negatives
             (in-batch sampling); accidental hits are masked by the trainer.
+        full_catalogue: ``ids`` is every item ``1..n_items-1`` in order, so each row's
+            positive already sits at column ``id - 1`` and nothing needs masking.
     """
 
     ids: Tensor
     shared: bool = False
     batch_positives: bool = False
+    full_catalogue: bool = False
 
 
 def uniform_excluding(pos_ids: Tensor, n: int, n_items: int, generator: torch.Generator) -> Tensor:
@@ -120,7 +123,7 @@ class FullCatalogueSampler(Sampler):
     def sample(
         self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
     ) -> NegativeSample:
-        return NegativeSample(ids=torch.arange(1, self.n_items), shared=True)
+        return NegativeSample(ids=torch.arange(1, self.n_items), shared=True, full_catalogue=True)
 
     def log_q(self, ids: Tensor) -> Tensor:
         return torch.zeros(ids.shape, device=ids.device)

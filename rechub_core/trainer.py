@@ -175,7 +175,12 @@ class MatchTrainer:
         neg: NegativeSample = self.sampler.sample(pos.cpu(), gen, user_vectors=user)
         neg_ids = neg.ids.to(self.device)
         b = pos.shape[0]
-        if neg.shared:
+        valid: Tensor | None
+        if neg.full_catalogue:
+            cand = neg_ids  # (N,): item i at column i - 1
+            target = pos - 1  # (B,)
+            valid = None
+        elif neg.shared:
             cand = torch.cat([pos, neg_ids])  # (B + n,)
             target = torch.arange(b, device=self.device)  # (B,)
             valid = cand.view(1, -1) != pos.view(-1, 1)  # (B, B + n): accidental hits masked
