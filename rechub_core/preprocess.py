@@ -310,8 +310,9 @@ class PreparedData:
 
     ``train``: one row per training sample (N rows): ``"user_id"`` (N,), profile columns (N,),
     ``"hist_item_id"`` (N, L), ``"item_id"`` (N,) target and the target's item side columns.
-    ``train_sequences``: one row per user (U rows): ``"user_id"``, profile columns and
-    ``"seq_item_id"`` (U, L+1), the user's most recent L+1 training items, right-padded.
+    ``train_sequences``: windows of each user's training items (W rows, W >= U): ``"user_id"``,
+    profile columns and ``"seq_item_id"`` (W, L+1), right-padded; a user's windows step back
+    by L items from the most recent, so every training item after the first is a target once.
     ``items``: row ``i`` describes encoded item ``i``; row 0 is padding (all zeros).
     ``vocab``: vocabulary size (including padding 0) of every categorical column;
     ``"hist_item_id"`` and ``"seq_item_id"`` share ``"item_id"``'s.
@@ -488,8 +489,19 @@ def prepare(
     for col in item_side:
         train[col] = item_table[col][train["item_id"]]
 
-    train_sequences = user_features(user_ids)
-    train_sequences["seq_item_id"] = trailing_windows(items, starts, train_end, max_len + 1)
+    # Sequence windows of L + 1 items covering every training target once: window k of a
+    # user ends k * L items before the end of its training items, so consecutive windows
+    # share one item (the last input of one is the first of the next).
+    n_train = train_end - starts  # (U,)
+    n_windows = np.maximum(1, -(-(n_train - 1) // max_len))  # ceil((m - 1) / L), >= 1
+    window_user = np.repeat(user_ids, n_windows)  # (W,)
+    first_window = np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    k = np.arange(len(window_user), dtype=np.int64) - first_window  # window index per user
+    window_end = train_end[window_user - 1] - k * max_len
+    train_sequences = user_features(window_user)
+    train_sequences["seq_item_id"] = trailing_windows(
+        items, starts[window_user - 1], window_end, max_len + 1
+    )
 
     def split(hist_end: np.ndarray, target_pos: np.ndarray) -> EvalSplit:
         feats = user_features(user_ids)

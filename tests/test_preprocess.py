@@ -178,8 +178,14 @@ def test_leave_one_out_with_ties_and_min_interactions() -> None:
     assert uenc.inverse(data.test.users["user_id"]).tolist() == ["u1", "u3"]
     assert dec(data.test.target) == [7, 40]
     assert dec(data.val.target) == [5, 50]
-    # training sequences: u1 = 30, 10, 20 ; u3 = 10, 20, 30, 7  (L + 1 = 3 most recent)
-    assert [dec(r) for r in data.train_sequences["seq_item_id"]] == [[30, 10, 20], [20, 30, 7]]
+    # training sequences, windows of L + 1 = 3 stepping back by L = 2: u1 = 30, 10, 20 fits one;
+    # u3 = 10, 20, 30, 7 needs two, sharing item 20, so every target (20, 30, 7) appears once
+    assert [dec(r) for r in data.train_sequences["seq_item_id"]] == [
+        [30, 10, 20],
+        [20, 30, 7],
+        [10, 20, 0],
+    ]
+    assert uenc.inverse(data.train_sequences["user_id"]).tolist() == ["u1", "u3", "u3"]
     # training samples: right padded, truncation keeps the most recent
     assert dec(data.train["item_id"]) == [10, 20, 20, 30, 7]
     assert [dec(r) for r in data.train["hist_item_id"]] == [
@@ -345,3 +351,17 @@ def test_movielens_most_pop_reference_numbers() -> None:
     _, hr50 = _ndcg_hr(rank, 50)
     assert ndcg10 == pytest.approx(0.0254, abs=0.002)
     assert hr50 == pytest.approx(0.141, abs=0.002)
+
+
+@pytest.mark.parametrize("max_len", [1, 3, 20])
+def test_sequence_windows_cover_every_training_target_once(max_len: int) -> None:
+    data = prepare(synthetic_interactions(n_users=80, n_items=60, seed=5), max_len=max_len)
+    seq = data.train_sequences["seq_item_id"]
+    assert seq.shape[1] == max_len + 1
+    keep = (seq[:, 1:] != 0) & (seq[:, :-1] != 0)
+    users = np.repeat(data.train_sequences["user_id"], max_len).reshape(seq[:, 1:].shape)
+    from_windows = sorted(zip(users[keep].tolist(), seq[:, 1:][keep].tolist(), strict=True))
+    from_rows = sorted(
+        zip(data.train["user_id"].tolist(), data.train["item_id"].tolist(), strict=True)
+    )
+    assert from_windows == from_rows
