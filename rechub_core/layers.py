@@ -27,7 +27,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _checking() -> bool:
+def input_checks_enabled() -> bool:
     """Input checks run eagerly only; they are data-dependent and cannot be traced/exported."""
     return not (
         torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
@@ -240,7 +240,7 @@ class EmbeddingLayer(nn.Module):
         """The checked id tensor of a sparse ``(B,)`` or sequence ``(B, L)`` feature."""
         f = self._feature(name)
         ids = self._get(x, name)
-        if _checking() and ids.numel() > 0:
+        if input_checks_enabled() and ids.numel() > 0:
             if ids.dtype.is_floating_point:
                 raise InputError(f"feature {name!r} must hold integer ids, got {ids.dtype}")
             lo, hi = int(ids.min()), int(ids.max())
@@ -268,7 +268,7 @@ class EmbeddingLayer(nn.Module):
         if isinstance(f, DenseFeature):
             value = self._get(x, name).to(torch.float32)
             value = value.view(value.shape[0], -1)  # (B, d)
-            if _checking():
+            if input_checks_enabled():
                 if value.shape[1] != f.embed_dim:
                     raise InputError(
                         f"dense feature {name!r} has {value.shape[1]} values per row, "

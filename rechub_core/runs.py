@@ -76,6 +76,7 @@ class TrainSettings:
     lr: float
     weight_decay: float
     batch_size: int
+    sequence_batch_size: int
     epochs: int
     patience: int
 
@@ -101,6 +102,7 @@ def effective_settings(cfg: RunConfig, spec: ModelSpec) -> TrainSettings:
         lr=t.lr if t.lr is not None else d.lr,
         weight_decay=t.weight_decay if t.weight_decay is not None else d.weight_decay,
         batch_size=t.batch_size or d.batch_size,
+        sequence_batch_size=d.sequence_batch_size,
         epochs=t.epochs if explicit_epochs and t.epochs is not None else d.max_epochs,
         # a fixed epoch count means "train that long": no early stop before it
         patience=t.patience or (t.epochs if explicit_epochs and t.epochs else d.patience),
@@ -184,6 +186,7 @@ def train_run(cfg: RunConfig, out: str | os.PathLike[str], verbose: bool = True)
         seed=cfg.train.seed,
         metric=cfg.train.metric,
         verbose=verbose,
+        sequence_batch_size=settings.sequence_batch_size,
     )
     history = trainer.fit(train_dl, val_dl)
     metrics = trainer.evaluate(test_dl)

@@ -104,6 +104,8 @@ class TrainDefaults:
         lr: Adam learning rate.
         weight_decay: Adam weight decay (L2), per parameter.
         batch_size: training samples per step.
+        sequence_batch_size: user sequences per step for models trained on every position
+            (``trains_on_sequences``).
         max_epochs: epoch cap when training to early stopping.
         patience: epochs without validation improvement before stopping.
     """
@@ -116,6 +118,7 @@ class TrainDefaults:
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 512
+    sequence_batch_size: int = 128
     max_epochs: int = 30
     patience: int = 3
 

@@ -1,0 +1,123 @@
+"""NARM — Li et al., "Neural Attentive Session-based Recommendation", CIKM 2017.
+
+A GRU encodes the history; the global encoder is its state after the last real item, the local
+encoder an attention over all real states with the last state as the query
+(``alpha_j = v^T sigmoid(A1 h_t + A2 h_j)``). Their concatenation is mapped to D (the paper's
+bilinear decoder, with the item embedding on the other side).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from rechub_core.features import Feature
+from rechub_core.layers import gather_last
+from rechub_plugins_seq.base import SequentialModel, StepEncoder
+
+
+class NARMEncoder(StepEncoder):
+    """GRU states -> [global last state; attention-pooled states] -> Linear -> ``(B, D)``.
+
+    Args:
+        features: user features holding the history.
+        embedding_dim: D.
+        hidden_size: GRU and attention width.
+        num_layers: GRU layers.
+        dropout: on the embeddings and on the combined representation.
+        max_len: longest history read.
+        normalize: L2-normalise the output.
+    """
+
+    model_name = "NARM"
+
+    def __init__(
+        self,
+        features: Sequence[Feature],
+        embedding_dim: int = 32,
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.2,
+        max_len: int = 50,
+        normalize: bool = False,
+    ) -> None:
+        super().__init__(features, embedding_dim, max_len, normalize)
+        self.emb_dropout = nn.Dropout(dropout)
+        self.gru = nn.GRU(
+            embedding_dim,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.a1 = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.a2 = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.v = nn.Linear(hidden_size, 1, bias=False)
+        self.ct_dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(2 * hidden_size, embedding_dim, bias=False)
+
+    def _combine(self, h: Tensor, c_global: Tensor, allowed: Tensor) -> Tensor:
+        """States ``h (B, L, H)``, queries ``c_global (B, T, H)``, ``allowed (B, T, L)`` ->
+        ``(B, T, D)``: each query's global state with its attention-pooled local state."""
+        q = self.a1(c_global).unsqueeze(2)  # (B, T, 1, H)
+        alpha = self.v(torch.sigmoid(q + self.a2(h).unsqueeze(1))).squeeze(-1)  # (B, T, L)
+        alpha = alpha * allowed.to(alpha.dtype)  # (B, T, L): padding (and the future) do not count
+        c_local = alpha @ h  # (B, T, H)
+        c = self.ct_dropout(torch.cat([c_global, c_local], dim=-1))  # (B, T, 2H)
+        return self.out(c)  # (B, T, D)
+
+    def encode(self, emb: Tensor, mask: Tensor) -> Tensor:
+        h, _ = self.gru(self.emb_dropout(emb))  # (B, L, H)
+        c_global = gather_last(h, mask).unsqueeze(1)  # (B, 1, H)
+        return self._combine(h, c_global, mask.unsqueeze(1)).squeeze(1)  # (B, D)
+
+    def states(self, emb: Tensor, mask: Tensor) -> Tensor:
+        h, _ = self.gru(self.emb_dropout(emb))  # (B, L, H)
+        length = h.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=h.device).tril()  # (L, L)
+        return self._combine(h, h, causal.unsqueeze(0) & mask.unsqueeze(1))  # (B, L, D)
+
+
+class NARM(SequentialModel):
+    """NARM (Li et al., CIKM 2017) as a two-tower retrieval model.
+
+    Args:
+        user_features: must hold the ordered history (``SequenceFeature``, ``pooling=None``).
+        item_features: the item id ``SparseFeature``.
+        embedding_dim: D.
+        hidden_size: GRU width.
+        num_layers: GRU layers.
+        dropout: dropout probability.
+        temperature: cosine similarity is divided by it.
+        max_len: longest history read.
+        normalize: cosine scoring.
+    """
+
+    encoder_class = NARMEncoder
+    trains_on_sequences = True
+
+    def __init__(
+        self,
+        user_features: Sequence[Feature],
+        item_features: Sequence[Feature],
+        embedding_dim: int = 32,
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.2,
+        temperature: float = 0.02,
+        max_len: int = 50,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__(
+            user_features,
+            item_features,
+            temperature,
+            normalize,
+            embedding_dim=embedding_dim,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            dropout=dropout,
+            max_len=max_len,
+        )

@@ -1,0 +1,117 @@
+"""STAMP — Liu et al., "STAMP: Short-Term Attention/Memory Priority Model for Session-based
+Recommendation", KDD 2018.
+
+The memory is the history's embeddings, ``m_s`` their mean and ``m_t`` the last click (the
+short-term interest). Attention ``alpha_i = w0^T sigmoid(W1 x_i + W2 m_t + W3 m_s + b)`` pools
+the memory into ``m_a``; the user vector is ``tanh(MLP_A(m_a)) * tanh(MLP_B(m_t))``, so the
+score with an item embedding is the paper's trilinear composition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from rechub_core.features import Feature
+from rechub_core.layers import gather_last, masked_mean
+from rechub_plugins_seq.base import SequentialModel, StepEncoder
+
+
+class STAMPEncoder(StepEncoder):
+    """Attention over the history memory with the last click as query -> ``(B, D)``.
+
+    Args:
+        features: user features holding the history.
+        embedding_dim: D.
+        hidden_size: attention width.
+        dropout: on the item embeddings.
+        max_len: longest history read.
+        normalize: L2-normalise the output.
+    """
+
+    model_name = "STAMP"
+
+    def __init__(
+        self,
+        features: Sequence[Feature],
+        embedding_dim: int = 32,
+        hidden_size: int = 128,
+        dropout: float = 0.2,
+        max_len: int = 50,
+        normalize: bool = False,
+    ) -> None:
+        super().__init__(features, embedding_dim, max_len, normalize)
+        self.dropout = nn.Dropout(dropout)
+        self.w1 = nn.Linear(embedding_dim, hidden_size, bias=False)
+        self.w2 = nn.Linear(embedding_dim, hidden_size, bias=False)
+        self.w3 = nn.Linear(embedding_dim, hidden_size, bias=True)
+        self.w0 = nn.Linear(hidden_size, 1, bias=False)
+        self.mlp_a = nn.Linear(embedding_dim, embedding_dim)
+        self.mlp_b = nn.Linear(embedding_dim, embedding_dim)
+
+    def _combine(self, x: Tensor, m_t: Tensor, m_s: Tensor, allowed: Tensor) -> Tensor:
+        """Memory ``x (B, L, D)``; per query the last click ``m_t (B, T, D)`` and memory mean
+        ``m_s (B, T, D)``; ``allowed (B, T, L)`` -> ``(B, T, D)``."""
+        query = (self.w2(m_t) + self.w3(m_s)).unsqueeze(2)  # (B, T, 1, H)
+        alpha = self.w0(torch.sigmoid(self.w1(x).unsqueeze(1) + query)).squeeze(-1)  # (B, T, L)
+        alpha = alpha * allowed.to(alpha.dtype)  # (B, T, L)
+        m_a = alpha @ x  # (B, T, D)
+        h_s = torch.tanh(self.mlp_a(m_a))  # (B, T, D)
+        h_t = torch.tanh(self.mlp_b(m_t))  # (B, T, D)
+        return h_s * h_t  # (B, T, D)
+
+    def encode(self, emb: Tensor, mask: Tensor) -> Tensor:
+        x = self.dropout(emb)  # (B, L, D)
+        m_t = gather_last(x, mask).unsqueeze(1)  # (B, 1, D): the last click
+        m_s = masked_mean(x, mask).unsqueeze(1)  # (B, 1, D): the memory's mean
+        return self._combine(x, m_t, m_s, mask.unsqueeze(1)).squeeze(1)  # (B, D)
+
+    def states(self, emb: Tensor, mask: Tensor) -> Tensor:
+        x = self.dropout(emb)  # (B, L, D)
+        count = mask.to(x.dtype).cumsum(dim=1).clamp(min=1.0).unsqueeze(-1)  # (B, L, 1)
+        m_s = x.cumsum(dim=1) / count  # (B, L, D): mean of each prefix (real items come first)
+        length = x.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()  # (L, L)
+        return self._combine(x, x, m_s, causal.unsqueeze(0) & mask.unsqueeze(1))  # (B, L, D)
+
+
+class STAMP(SequentialModel):
+    """STAMP (Liu et al., KDD 2018) as a two-tower retrieval model.
+
+    Args:
+        user_features: must hold the ordered history (``SequenceFeature``, ``pooling=None``).
+        item_features: the item id ``SparseFeature``.
+        embedding_dim: D.
+        hidden_size: attention width.
+        dropout: dropout probability.
+        temperature: cosine similarity is divided by it.
+        max_len: longest history read.
+        normalize: cosine scoring.
+    """
+
+    encoder_class = STAMPEncoder
+    trains_on_sequences = True
+
+    def __init__(
+        self,
+        user_features: Sequence[Feature],
+        item_features: Sequence[Feature],
+        embedding_dim: int = 32,
+        hidden_size: int = 128,
+        dropout: float = 0.2,
+        temperature: float = 0.02,
+        max_len: int = 50,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__(
+            user_features,
+            item_features,
+            temperature,
+            normalize,
+            embedding_dim=embedding_dim,
+            hidden_size=hidden_size,
+            dropout=dropout,
+            max_len=max_len,
+        )
