@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from rechub_core.errors import InputError
 from rechub_core.features import Feature, SequenceFeature, SparseFeature
-from rechub_core.layers import EmbeddingLayer, input_checks_enabled, gather_last, l2_normalize
+from rechub_core.layers import EmbeddingLayer, gather_last, input_checks_enabled, l2_normalize
 from rechub_core.schema import DataSchema
 from rechub_core.towers import ItemEmbeddingTower, Tower, TwoTowerModel
 
