@@ -109,6 +109,42 @@ def effective_settings(cfg: RunConfig, spec: ModelSpec) -> TrainSettings:
     )
 
 
+def default_settings(spec: ModelSpec, epochs: int | None = None) -> TrainSettings:
+    """A model's documented training settings (``epochs`` fixes the epoch count)."""
+    from rechub_core.config import ComponentConfig, TrainConfig
+
+    cfg = RunConfig(model=ComponentConfig(spec.name), train=TrainConfig(epochs=epochs))
+    return effective_settings(cfg, spec)
+
+
+def build_trainer(
+    model: MatchModel,
+    settings: TrainSettings,
+    model_path: str | os.PathLike[str],
+    seed: int = 2022,
+    device: str = "cpu",
+    metric: str = "ndcg@10",
+    verbose: bool = False,
+) -> MatchTrainer:
+    """A :class:`MatchTrainer` configured by ``settings`` (loss, sampler, optimiser, epochs)."""
+    loss = create("loss", settings.loss, **settings.loss_params) if settings.loss else None
+    return MatchTrainer(
+        model,
+        mode=settings.mode,
+        loss=loss,
+        sampler=create("sampler", settings.sampler, **settings.sampler_params),
+        optimizer_params={"lr": settings.lr, "weight_decay": settings.weight_decay},
+        n_epoch=settings.epochs,
+        earlystop_patience=settings.patience,
+        device=device,
+        model_path=model_path,
+        seed=seed,
+        metric=metric,
+        verbose=verbose,
+        sequence_batch_size=settings.sequence_batch_size,
+    )
+
+
 def build_model(spec: ModelSpec, schema: DataSchema, params: dict[str, Any]) -> MatchModel:
     """The model a spec builds for a data schema."""
     if spec.from_schema is None:
@@ -170,23 +206,15 @@ def train_run(cfg: RunConfig, out: str | os.PathLike[str], verbose: bool = True)
     schema = DataSchema.from_prepared(data)
     torch.manual_seed(cfg.train.seed)
     model = build_model(spec, schema, dict(cfg.model.params))
-    loss = create("loss", settings.loss, **settings.loss_params) if settings.loss else None
-    sampler = create("sampler", settings.sampler, **settings.sampler_params)
     train_dl, val_dl, test_dl = loaders_from_prepared(data, settings.batch_size, cfg.train.seed)
-    trainer = MatchTrainer(
+    trainer = build_trainer(
         model,
-        mode=settings.mode,
-        loss=loss,
-        sampler=sampler,
-        optimizer_params={"lr": settings.lr, "weight_decay": settings.weight_decay},
-        n_epoch=settings.epochs,
-        earlystop_patience=settings.patience,
-        device=cfg.train.device,
-        model_path=run,
+        settings,
+        run,
         seed=cfg.train.seed,
+        device=cfg.train.device,
         metric=cfg.train.metric,
         verbose=verbose,
-        sequence_batch_size=settings.sequence_batch_size,
     )
     history = trainer.fit(train_dl, val_dl)
     metrics = trainer.evaluate(test_dl)

@@ -17,6 +17,7 @@ from rechub_core.losses import SampledSoftmaxLoss
 from rechub_core.metrics import most_popular_metrics
 from rechub_core.plugins import create, get_spec
 from rechub_core.preprocess import PreparedData
+from rechub_core.runs import build_trainer, default_settings
 from rechub_core.schema import DataSchema
 from rechub_core.trainer import MatchTrainer
 
@@ -150,17 +151,8 @@ def test_seed_usage_snippet_runs_as_written(synthetic: PreparedData, tmp_path: P
 
 @pytest.mark.parametrize("name", MODELS)
 def test_onnx_parity_both_towers(name: str, synthetic: PreparedData, tmp_path: Path) -> None:
-    spec = get_spec("model", name)
-    d = spec.train_defaults
-    model = build(name, synthetic)
-    trainer = MatchTrainer(
-        model,
-        mode=d.mode,
-        loss=create("loss", d.loss, **d.loss_params) if d.loss else None,
-        sampler=create("sampler", d.sampler, **d.sampler_params),
-        n_epoch=1,
-        model_path=tmp_path,
-        verbose=False,
+    trainer = build_trainer(
+        build(name, synthetic), default_settings(get_spec("model", name), epochs=1), tmp_path
     )
     train, _, _ = loaders_from_prepared(synthetic, batch_size=256)
     history = trainer.fit(train)
@@ -180,21 +172,9 @@ QUALITY_BUDGET = {"DSSM": 3, "FaceBookDSSM": 4, "YoutubeDNN": 4, "YoutubeSBC": 5
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_beats_most_popular_on_movielens(name: str, ml100k: PreparedData, tmp_path: Path) -> None:
-    spec = get_spec("model", name)
-    d = spec.train_defaults
-    model = build(name, ml100k)
-    trainer = MatchTrainer(
-        model,
-        mode=d.mode,
-        loss=create("loss", d.loss, **d.loss_params) if d.loss else None,
-        sampler=create("sampler", d.sampler, **d.sampler_params),
-        optimizer_params={"lr": d.lr, "weight_decay": d.weight_decay},
-        n_epoch=QUALITY_BUDGET[name],
-        earlystop_patience=QUALITY_BUDGET[name],
-        model_path=tmp_path,
-        verbose=False,
-    )
-    train, val, test = loaders_from_prepared(ml100k, batch_size=d.batch_size)
+    settings = default_settings(get_spec("model", name), epochs=QUALITY_BUDGET[name])
+    trainer = build_trainer(build(name, ml100k), settings, tmp_path)
+    train, val, test = loaders_from_prepared(ml100k, batch_size=settings.batch_size)
     history = trainer.fit(train, val)
     assert all(np.isfinite(h["loss"]) for h in history)
     metrics = trainer.evaluate(test)

@@ -321,23 +321,17 @@ def test_onnx_export_parity(name: str, tmp_path: Path) -> None:
 
 
 def _train(model, data, epochs: int, tmp_path: Path, lr: float | None = None):
-    from rechub_core.data import loaders_from_prepared
-    from rechub_core.plugins import create, get_spec
-    from rechub_core.trainer import MatchTrainer
+    import attrs
 
-    d = get_spec("model", type(model).__name__).train_defaults
-    train, val, test = loaders_from_prepared(data, batch_size=d.batch_size)
-    trainer = MatchTrainer(
-        model,
-        mode=d.mode,
-        loss=create("loss", d.loss, **d.loss_params),
-        sampler=create("sampler", d.sampler, **d.sampler_params),
-        optimizer_params={"lr": lr or d.lr, "weight_decay": d.weight_decay},
-        n_epoch=epochs,
-        earlystop_patience=epochs,
-        model_path=tmp_path,
-        verbose=False,
-    )
+    from rechub_core.data import loaders_from_prepared
+    from rechub_core.plugins import get_spec
+    from rechub_core.runs import build_trainer, default_settings
+
+    settings = default_settings(get_spec("model", type(model).__name__), epochs=epochs)
+    if lr is not None:
+        settings = attrs.evolve(settings, lr=lr)
+    train, val, test = loaders_from_prepared(data, batch_size=settings.batch_size)
+    trainer = build_trainer(model, settings, tmp_path)
     history = trainer.fit(train, val)
     assert all(math.isfinite(r["loss"]) for r in history)
     return trainer, test

@@ -18,9 +18,9 @@ from rechub_core.export import export_tower, onnx_max_abs_diff
 from rechub_core.features import SequenceFeature, SparseFeature
 from rechub_core.plugins import create, get_spec, list_components
 from rechub_core.preprocess import PreparedData
+from rechub_core.runs import build_trainer, default_settings
 from rechub_core.schema import DataSchema
 from rechub_core.towers import TwoTowerModel
-from rechub_core.trainer import MatchTrainer
 
 MODELS = ("GRU4Rec", "NARM", "SASRec", "STAMP")
 N_ITEMS = 40  # vocab incl. padding
@@ -195,22 +195,10 @@ def train(
     """Train ``name`` with its spec's ``train_defaults`` and return test metrics."""
     torch.manual_seed(0)
     spec = get_spec("model", name)
-    d = spec.train_defaults
     model = spec.from_schema(DataSchema.from_prepared(data), **params)
-    n = epochs or d.max_epochs
-    trainer = MatchTrainer(
-        model,
-        mode=d.mode,
-        loss=create("loss", d.loss, **d.loss_params) if d.loss else None,
-        sampler=create("sampler", d.sampler, **d.sampler_params),
-        optimizer_params={"lr": d.lr, "weight_decay": d.weight_decay},
-        n_epoch=n,
-        earlystop_patience=d.patience if epochs is None else n,
-        model_path=tmp_path,
-        verbose=False,
-        sequence_batch_size=d.sequence_batch_size,
-    )
-    train_dl, val_dl, test_dl = loaders_from_prepared(data, batch_size=d.batch_size)
+    settings = default_settings(spec, epochs=epochs)
+    trainer = build_trainer(model, settings, tmp_path)
+    train_dl, val_dl, test_dl = loaders_from_prepared(data, batch_size=settings.batch_size)
     history = trainer.fit(train_dl, val_dl)
     assert all(np.isfinite(h["loss"]) for h in history)
     if epochs is not None:
