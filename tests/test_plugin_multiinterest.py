@@ -341,7 +341,7 @@ MOSTPOP_NDCG10 = 0.0254
 #: trainers of the quality test, reused by the diversity test
 TRAINED: dict[str, object] = {}
 #: epochs each model trains in the quality test (kept near a minute on 2 idle cores)
-QUALITY_EPOCHS = {"MIND": 3, "SINE": 3, "ComirecDR": 3, "ComirecSA": 3}
+QUALITY_EPOCHS = {"MIND": 3, "SINE": 3, "ComirecDR": 3, "ComirecSA": 5}
 
 
 NOT_YET = {
