@@ -132,6 +132,8 @@ class MatchTrainer:
         self._item_example: dict[str, Tensor] | None = None
         self.sequence_batch_size = sequence_batch_size
         self._sequence_loader: BatchLoader | None = None
+        self._last_batch_targets = 0
+        self._last_epoch_samples = 0
 
     # --- training -----------------------------------------------------------------------------
 
@@ -172,6 +174,7 @@ class MatchTrainer:
         else:
             pos = x[id_name]  # (B,)
             user = model.encode_user(x)  # (B, D) or (B, K, D)
+        self._last_batch_targets = int(pos.shape[0])
         neg: NegativeSample = self.sampler.sample(pos.cpu(), gen, user_vectors=user)
         neg_ids = neg.ids.to(self.device)
         b = pos.shape[0]
@@ -241,6 +244,7 @@ class MatchTrainer:
         return self._sequence_loader
 
     def _labelled_loss(self, x: Mapping[str, Tensor], user: Tensor, loader: BatchLoader) -> Tensor:
+        self._last_batch_targets = int(user.shape[0])
         if self.mode != 0:
             raise InputError(
                 "the data has a 'label' column (explicit negatives), which only point-wise "
@@ -289,12 +293,13 @@ class MatchTrainer:
                 if self.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
                 self.optimizer.step()
-                n = next(iter(batch.values())).shape[0]
+                n = self._last_batch_targets  # positives trained on (rows, or sequence positions)
                 total += float(loss.detach()) * n
                 seen += n
                 rate = seen / max(time.perf_counter() - start, 1e-9)
                 progress.update(task, advance=1, loss=total / seen, rate=rate)
         elapsed = time.perf_counter() - start
+        self._last_epoch_samples = seen
         return total / max(seen, 1), elapsed
 
     def fit(
@@ -336,7 +341,7 @@ class MatchTrainer:
                 "epoch": float(epoch),
                 "loss": loss,
                 "seconds": seconds,
-                "samples_per_s": self._train_rows(train_dataloader).n_rows / max(seconds, 1e-9),
+                "samples_per_s": self._last_epoch_samples / max(seconds, 1e-9),
             }
             improved = True
             if val_dataloader is not None:
