@@ -92,6 +92,18 @@ MODELS = [
 ]
 
 # Example settings (examples/matching/run_ml_*.py defaults; run_sbr.py for NARM/STAMP).
+#: the settings the repository's GRU4Rec, MIND and ComiRec examples share
+_LIST_WISE_POST = dict(
+    mode=2,
+    neg_ratio=3,
+    lr=1e-3,
+    wd=1e-6,
+    batch=256,
+    padding="post",
+    trunc="post",
+    example_epochs=10,
+)
+
 EXAMPLE = {
     "DSSM": dict(
         mode=0,
@@ -134,46 +146,10 @@ EXAMPLE = {
         trunc="pre",
         example_epochs=8,
     ),
-    "GRU4Rec": dict(
-        mode=2,
-        neg_ratio=3,
-        lr=1e-3,
-        wd=1e-6,
-        batch=256,
-        padding="post",
-        trunc="post",
-        example_epochs=10,
-    ),
-    "MIND": dict(
-        mode=2,
-        neg_ratio=3,
-        lr=1e-3,
-        wd=1e-6,
-        batch=256,
-        padding="post",
-        trunc="post",
-        example_epochs=10,
-    ),
-    "ComirecDR": dict(
-        mode=2,
-        neg_ratio=3,
-        lr=1e-3,
-        wd=1e-6,
-        batch=256,
-        padding="post",
-        trunc="post",
-        example_epochs=10,
-    ),
-    "ComirecSA": dict(
-        mode=2,
-        neg_ratio=3,
-        lr=1e-3,
-        wd=1e-6,
-        batch=256,
-        padding="post",
-        trunc="post",
-        example_epochs=10,
-    ),
+    "GRU4Rec": dict(_LIST_WISE_POST),
+    "MIND": dict(_LIST_WISE_POST),
+    "ComirecDR": dict(_LIST_WISE_POST),
+    "ComirecSA": dict(_LIST_WISE_POST),
     "SINE": dict(
         mode=2,
         neg_ratio=3,
