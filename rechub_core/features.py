@@ -7,9 +7,12 @@ table and is masked in every pooling.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
+
+from rechub_core.errors import InputError
 
 POOLINGS = ("mean", "sum", "concat", None)
 
@@ -104,3 +107,18 @@ class SequenceFeature:
 
 
 Feature = SparseFeature | DenseFeature | SequenceFeature
+
+
+def item_id_feature(item_features: Sequence[Feature], where: str = "model") -> SparseFeature:
+    """The item id of a model's item side: its first :class:`SparseFeature`.
+
+    Raises:
+        InputError: naming ``where`` when ``item_features`` has no sparse feature.
+    """
+    ids = [f for f in item_features if isinstance(f, SparseFeature)]
+    if not ids:
+        raise InputError(
+            f"{where} item_features must contain the item id SparseFeature (the first sparse "
+            "feature is used as the id)"
+        )
+    return ids[0]

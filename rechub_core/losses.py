@@ -135,11 +135,11 @@ class SampledSoftmaxLoss(CandidateLoss):
             reports sampling probabilities).
     """
 
-    uses_log_q = True
-
     def __init__(self, logq_correction: bool = True) -> None:
         super().__init__()
         self.logq_correction = logq_correction
+        # the trainer asks the sampler for log_q only when the correction is on
+        self.uses_log_q = logq_correction
 
     def forward(
         self,

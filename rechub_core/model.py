@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from rechub_core.errors import InputError
-from rechub_core.features import Feature, SequenceFeature, SparseFeature
+from rechub_core.features import Feature, SequenceFeature, SparseFeature, item_id_feature
 from rechub_core.layers import EmbeddingLayer
 
 MODE_NAMES = {0: "point-wise", 1: "pair-wise", 2: "list-wise"}
@@ -60,13 +60,9 @@ class MatchModel(nn.Module):
         self.item_features = list(item_features)
         self.temperature = float(temperature)
         self.embedding = EmbeddingLayer([*self.user_features, *self.item_features])
-        item_ids = [f for f in self.item_features if isinstance(f, SparseFeature)]
-        if not item_ids:
-            raise InputError(
-                "item_features must contain a SparseFeature for the item id (the first one is "
-                "used as the id)"
-            )
-        self.item_id_feature: SparseFeature = item_ids[0]
+        self.item_id_feature: SparseFeature = item_id_feature(
+            self.item_features, type(self).__name__
+        )
 
     # --- the contract ---------------------------------------------------------------------------
 

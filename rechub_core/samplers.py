@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -354,11 +353,6 @@ class HardNegativeSampler(Sampler):
         hard = ranked.gather(1, pick.to(ranked.device)).cpu()  # (B, n_hard)
         hard = torch.where(hard == pos_ids.view(-1, 1).cpu(), easy[:, : self.n_hard], hard)
         return NegativeSample(ids=torch.cat([hard, easy[:, self.n_hard :]], dim=1))
-
-
-def counts_tensor(counts: Any) -> Tensor:
-    """Item counts as a float tensor."""
-    return torch.as_tensor(np.asarray(counts), dtype=torch.float32)
 
 
 #: The sampler each training mode uses when none is given, with its parameters.

@@ -199,7 +199,7 @@ class MatchTrainer:
         item_vectors = self._encode_items(loader, uniq)[inverse]  # (B+n, D) or (B, 1+n, D)
         logits = model.logits(user, item_vectors, target)  # (B, C)
         log_q = None
-        if self.loss_fn.uses_log_q and getattr(self.loss_fn, "logq_correction", True):
+        if self.loss_fn.uses_log_q:
             log_q = self.sampler.log_q(cand).to(self.device)
             if log_q.dim() == 1:
                 log_q = log_q.view(1, -1)  # shared candidates: the same for every row

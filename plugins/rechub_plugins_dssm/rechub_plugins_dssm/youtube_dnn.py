@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from rechub_core.errors import InputError
-from rechub_core.features import Feature, SparseFeature
+from rechub_core.features import Feature, item_id_feature
 from rechub_core.layers import l2_normalize
 from rechub_core.schema import DataSchema
 from rechub_core.towers import ItemEmbeddingTower, TwoTowerModel, mlp_tower_from_params
@@ -41,10 +41,8 @@ class YoutubeDNN(TwoTowerModel):
         user_params: Mapping[str, Any] | None = None,
         temperature: float = 0.02,
     ) -> None:
-        item_ids = [f for f in item_features if isinstance(f, SparseFeature)]
-        if not item_ids:
-            raise InputError("YoutubeDNN item_features must contain the item id SparseFeature")
-        dim = item_ids[0].embed_dim
+        item_id = item_id_feature(item_features, "YoutubeDNN")
+        dim = item_id.embed_dim
         defaults = {"dims": [128, dim], "dropout": 0.0, "activation": "relu"}
         user = mlp_tower_from_params(
             user_features, user_params, defaults, False, "YoutubeDNN user_params"
@@ -54,7 +52,7 @@ class YoutubeDNN(TwoTowerModel):
                 f"YoutubeDNN user_params dims end in {user.output_dim} but the item embedding "
                 f"has embed_dim {dim}; make the last width {dim}"
             )
-        super().__init__(user, ItemEmbeddingTower(item_ids[0]), temperature)
+        super().__init__(user, ItemEmbeddingTower(item_id), temperature)
 
     def encode_user(self, x: Mapping[str, Tensor]) -> Tensor:
         """``(B, D)`` unit vectors."""

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rechub_core.errors import InputError
-from rechub_core.features import Feature, SparseFeature
+from rechub_core.features import Feature, item_id_feature
 from rechub_core.schema import DataSchema
 from rechub_core.towers import ItemEmbeddingTower, Tower, TwoTowerModel, mlp_tower_from_params
 
@@ -46,11 +45,9 @@ class YoutubeSBC(TwoTowerModel):
     ) -> None:
         item_tower: Tower
         if item_params is None:
-            item_ids = [f for f in item_features if isinstance(f, SparseFeature)]
-            if not item_ids:
-                raise InputError("YoutubeSBC item_features must contain the item id SparseFeature")
-            item_tower = ItemEmbeddingTower(item_ids[0], normalize=True)
-            defaults = {**DEFAULT_TOWER, "dims": [256, item_ids[0].embed_dim]}
+            item_id = item_id_feature(item_features, "YoutubeSBC")
+            item_tower = ItemEmbeddingTower(item_id, normalize=True)
+            defaults = {**DEFAULT_TOWER, "dims": [256, item_id.embed_dim]}
         else:
             item_tower = mlp_tower_from_params(
                 item_features, item_params, DEFAULT_TOWER, True, "YoutubeSBC item_params"

@@ -19,18 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from rechub_core.errors import InputError
-from rechub_core.features import Feature, SequenceFeature, SparseFeature
-from rechub_core.layers import EmbeddingLayer, causal_mask, l2_normalize
+from rechub_core.features import Feature, SequenceFeature, item_id_feature
+from rechub_core.layers import EmbeddingLayer, causal_mask, input_checks_enabled, l2_normalize
 from rechub_core.towers import ItemEmbeddingTower, TwoTowerModel
 
 #: masked logits get this instead of -inf, so that a row with nothing visible (an empty
 #: history) gives uniform weights over zero vectors, never NaN
 MASKED = -1e9
-
-
-def _eager() -> bool:
-    """Data-dependent checks run eagerly only; they cannot be traced into ONNX."""
-    return not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
 
 
 # --------------------------------------------------------------------------- routing helpers
@@ -249,7 +244,7 @@ class MultiInterestEncoder(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Embedded history ``(B, L, D)`` (zeros at padding) and its mask ``(B, L)``."""
         emb, mask = embedding.sequence(x, self.history.name)  # (B, L, D), (B, L)
-        if _eager() and self.max_len is not None and emb.shape[1] > self.max_len:
+        if input_checks_enabled() and self.max_len is not None and emb.shape[1] > self.max_len:
             raise InputError(
                 f"history {self.history.name!r} has length {emb.shape[1]} but "
                 f"{type(self).__name__} holds positions for {self.max_len}; keep the most recent "
@@ -335,17 +330,13 @@ class MultiInterestModel(TwoTowerModel):
     def __init__(
         self, encoder: MultiInterestEncoder, item_features: Sequence[Feature], temperature: float
     ) -> None:
-        item_ids = [f for f in item_features if isinstance(f, SparseFeature)]
-        if not item_ids:
+        item_id = item_id_feature(item_features, type(self).__name__)
+        if item_id.embed_dim != encoder.output_dim:
             raise InputError(
-                f"{type(self).__name__} item_features must contain the item id SparseFeature"
-            )
-        if item_ids[0].embed_dim != encoder.output_dim:
-            raise InputError(
-                f"{type(self).__name__}: the item id has embed_dim {item_ids[0].embed_dim} but "
+                f"{type(self).__name__}: the item id has embed_dim {item_id.embed_dim} but "
                 f"the history has {encoder.output_dim}; give both the same width"
             )
-        super().__init__(encoder, ItemEmbeddingTower(item_ids[0], normalize=True), temperature)
+        super().__init__(encoder, ItemEmbeddingTower(item_id, normalize=True), temperature)
         self.history_feature = encoder.history.name
 
     @property

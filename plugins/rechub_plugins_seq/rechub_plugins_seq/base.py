@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from rechub_core.errors import InputError
-from rechub_core.features import Feature, SequenceFeature, SparseFeature
+from rechub_core.features import Feature, SequenceFeature, SparseFeature, item_id_feature
 from rechub_core.layers import EmbeddingLayer, gather_last, input_checks_enabled, l2_normalize
 from rechub_core.schema import DataSchema
 from rechub_core.towers import ItemEmbeddingTower, Tower, TwoTowerModel
@@ -174,14 +174,6 @@ class StepEncoder(SequenceEncoder):
         return out.gather(1, index)
 
 
-def item_id_of(item_features: Sequence[Feature], where: str) -> SparseFeature:
-    """The item id feature (the first sparse one)."""
-    ids = [f for f in item_features if isinstance(f, SparseFeature)]
-    if not ids:
-        raise InputError(f"{where} item_features must contain the item id SparseFeature")
-    return ids[0]
-
-
 class ProjectedItemTower(Tower):
     """The item id's embedding projected to D (used when the table width is not D)."""
 
@@ -219,7 +211,7 @@ class SequentialModel(TwoTowerModel):
     ) -> None:
         name = type(self).__name__
         encoder = self.encoder_class(user_features, normalize=normalize, **encoder_params)
-        item_id = item_id_of(item_features, name)
+        item_id = item_id_feature(item_features, name)
         item: Tower
         if item_id.embed_dim == encoder.output_dim:
             item = ItemEmbeddingTower(item_id, normalize=normalize)
