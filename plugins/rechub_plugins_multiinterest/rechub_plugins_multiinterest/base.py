@@ -14,6 +14,7 @@ Shapes: B batch, T query positions, L history length, K interests, D width.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from rechub_core.errors import InputError
 from rechub_core.features import Feature, SequenceFeature, item_id_feature
 from rechub_core.layers import EmbeddingLayer, causal_mask, input_checks_enabled, l2_normalize
+from rechub_core.schema import DataSchema
 from rechub_core.towers import ItemEmbeddingTower, TwoTowerModel
 
 #: masked logits get this instead of -inf, so that a row with nothing visible (an empty
@@ -343,6 +345,19 @@ class MultiInterestModel(TwoTowerModel):
     def encoder(self) -> MultiInterestEncoder:
         """The user encoder."""
         return self.user_tower  # type: ignore[return-value]
+
+    @classmethod
+    def from_schema(cls, schema: DataSchema, embed_dim: int = 64, **params: Any) -> Self:
+        """The history (shared with the item id) against the item id, for the family's models
+        built as ``Model(user_features, item_features, embedding_dim=..., num_layers=...,
+        hidden_size=..., max_len=...)`` (MIND overrides it)."""
+        params.setdefault("max_len", schema.max_len)
+        # the defaults `rechub train` uses: no context blocks and a narrow attention, because
+        # row training re-encodes a 50-item history for every one of ~100k rows an epoch
+        params.setdefault("num_layers", 0)
+        params.setdefault("hidden_size", 32)
+        user = [schema.history(embed_dim, pooling=None)]
+        return cls(user, [schema.item_id(embed_dim)], embedding_dim=embed_dim, **params)  # type: ignore[call-arg]
 
     def encode_user_steps(self, x: Mapping[str, Tensor]) -> Tensor:
         """``(B, L, K, D)`` interests after each history position."""

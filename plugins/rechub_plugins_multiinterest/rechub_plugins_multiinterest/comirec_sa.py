@@ -14,14 +14,12 @@ Training mode: 2 (list-wise) only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from rechub_core.features import Feature
 from rechub_core.layers import EmbeddingLayer
-from rechub_core.schema import DataSchema
 from rechub_plugins_multiinterest.base import (
     HistoryContext,
     MultiInterestEncoder,
@@ -125,17 +123,6 @@ class ComirecSA(MultiInterestModel):
             max_len,
         )
         super().__init__(encoder, item_features, temperature)
-
-    @classmethod
-    def from_schema(cls, schema: DataSchema, embed_dim: int = 64, **params: Any) -> ComirecSA:
-        """The history (shared with the item id) against the item id."""
-        params.setdefault("max_len", schema.max_len)
-        # the defaults `rechub train` uses: no context blocks and a narrow attention, because
-        # row training re-encodes a 50-item history for every one of ~100k rows an epoch
-        params.setdefault("num_layers", 0)
-        params.setdefault("hidden_size", 32)
-        user = [schema.history(embed_dim, pooling=None)]
-        return cls(user, [schema.item_id(embed_dim)], embedding_dim=embed_dim, **params)
 
 
 __all__ = ["ComirecSA", "ComirecSAEncoder"]
