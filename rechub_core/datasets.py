@@ -251,6 +251,8 @@ def synthetic_interactions(
     min_len: int = 8,
     max_len: int = 40,
     seed: int = 0,
+    p_switch: float = 0.1,
+    p_follow: float = 0.7,
 ) -> Interactions:
     """Seeded interactions with planted structure, for demos and fast tests.
 
@@ -262,7 +264,14 @@ def synthetic_interactions(
     of the current cluster, and occasionally switches among the user's clusters. Timestamps
     (unix seconds) increase strictly per user. Users table: ``"segment"`` (``"s<k>"``), equal to
     the user's first cluster 80% of the time. Ids are ints ``1..n``.
+
+    ``p_switch`` is the chance per step of re-drawing the current cluster among the user's
+    clusters and ``p_follow`` the chance of following a successor; ``p_switch=1, p_follow=0``
+    plants pure multi-interest users (every item from a random one of their clusters, no order).
     """
+    for name, p in (("p_switch", p_switch), ("p_follow", p_follow)):
+        if not 0.0 <= p <= 1.0:
+            raise InputError(f"synthetic_interactions {name} must be in [0, 1], got {p}")
     if n_clusters < 1 or n_items < n_clusters or n_users < 1:
         raise InputError(
             f"synthetic_interactions needs n_users >= 1 and n_items >= n_clusters >= 1, got "
@@ -271,7 +280,7 @@ def synthetic_interactions(
     if not 1 <= min_len <= max_len:
         raise InputError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
     rng = np.random.default_rng(seed)
-    n_succ, p_follow, p_switch, zipf_a = 3, 0.7, 0.1, 1.0
+    n_succ, zipf_a = 3, 1.0
 
     # Items, grouped by cluster: sorted_items[cptr[c]:cptr[c+1]] are cluster c's, head first.
     cluster_of = rng.permutation(np.arange(n_items) % n_clusters)

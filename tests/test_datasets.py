@@ -242,3 +242,21 @@ def test_load_interactions_file_rejects_nan_and_missing_pyarrow(
     )
     with pytest.raises(InputError, match="pyarrow"):
         load_interactions_file(pq)
+
+
+def test_synthetic_switch_and_follow_probabilities() -> None:
+    """p_switch/p_follow are validated; p_follow=0 never walks a successor chain, and pure
+    multi-interest users (p_switch=1) spread their items over more than one cluster."""
+    with pytest.raises(InputError, match="p_switch"):
+        synthetic_interactions(p_switch=1.5)
+    with pytest.raises(InputError, match="p_follow"):
+        synthetic_interactions(p_follow=-0.1)
+    mixed = synthetic_interactions(n_users=300, seed=3, p_switch=1.0, p_follow=0.0)
+    calm = synthetic_interactions(n_users=300, seed=3, p_switch=0.0, p_follow=0.7)
+
+    def clusters_per_user(inter) -> float:
+        cat = inter.events["item_id"].map(inter.items["category"])
+        return float(cat.groupby(inter.events["user_id"]).nunique().mean())
+
+    assert clusters_per_user(calm) == 1.0  # never switches: one cluster each
+    assert clusters_per_user(mixed) > 1.5
