@@ -1,14 +1,16 @@
 """The plugin host: one pluggy PluginManager, entry-point loading, and the component registry.
 
 Plugins are found through entry points in the group ``rechub``. Each entry point is loaded on
-its own, so a plugin that fails to import, implements a hook that does not exist, or registers a
-name another plugin already took is reported (``rechub list-plugins``) without taking the others
-down. Environment variables:
+its own, so a plugin that fails to import, implements a hook that does not exist (or with a
+wrong signature, or without ``@hookimpl``), registers a name another plugin already took, or
+uses an entry-point name another distribution already uses is reported (``rechub
+list-plugins``) without taking the others down. Environment variables:
 
 * ``RECHUB_PLUGINS``: comma-separated entry-point or distribution names; only those load
   (set it empty to load none).
 * ``RECHUB_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry-point plugins, only the core's built-ins.
-* ``RECHUB_TRACE_HOOKS=1``: log every hook call (logger ``rechub.hooks``, level DEBUG).
+* ``RECHUB_TRACE_HOOKS=1``: log every entry point loaded and hook called (logger
+  ``rechub.hooks``, level DEBUG; written to stderr when no logging is configured).
 """
 
 from __future__ import annotations
@@ -99,7 +101,11 @@ class PluginHost:
         self._failed: dict[str, PluginInfo] = {}
         self._registry: dict[str, dict[str, list[_Registration]]] | None = None
         self._plugin_errors: dict[str, str] = {}
+        #: problems found when a plugin registered (e.g. a hook without @hookimpl)
+        self._register_errors: dict[str, str] = {}
         self._trace = os.environ.get(ENV_TRACE, "") not in ("", "0")
+        if self._trace:
+            _enable_trace_output()
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -127,7 +133,12 @@ class PluginHost:
             if selection is not None and ep.name not in selection and dist not in selection:
                 continue
             if self.pm.has_plugin(ep.name) or ep.name in self._failed:
+                self._entry_point_name_taken(ep.name, dist, version)
                 continue
+            if self._trace:
+                trace_log.debug(
+                    "loading entry point %s = %s (%s %s)", ep.name, ep.value, dist, version
+                )
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must never take the host down
@@ -141,6 +152,25 @@ class PluginHost:
                 )
                 continue
             self.register(plugin, name=ep.name, distribution=dist, version=version)
+
+    def _entry_point_name_taken(self, name: str, dist: str, version: str) -> None:
+        """Record that ``dist`` was not loaded because another distribution already uses its
+        entry-point name (pluggy names plugins by it, so both cannot be registered)."""
+        first = self._meta[name]["distribution"] if name in self._meta else None
+        if first is None and name in self._failed:
+            first = self._failed[name].distribution
+        if first == dist:
+            return
+        first = first or "another plugin"
+        self._failed[f"{name} ({dist})"] = PluginInfo(
+            name=name,
+            distribution=dist,
+            version=version,
+            status="error",
+            error=f"not loaded: the entry point name {name!r} is already used by {first}; "
+            f"give {dist}'s entry point another name ([project.entry-points.rechub] in its "
+            "pyproject.toml)",
+        )
 
     def register(
         self,
@@ -185,6 +215,17 @@ class PluginHost:
             return False
         self._failed.pop(name, None)
         self._meta[name] = {"distribution": distribution, "version": version, "builtin": builtin}
+        implemented = {c.name for c in self.pm.get_hookcallers(plugin) or []}
+        unmarked = [
+            hook
+            for hook in sorted(n for n in dir(self.pm.hook) if n.startswith("rechub_"))
+            if hook not in implemented and callable(getattr(plugin, hook, None))
+        ]
+        if unmarked:
+            self._register_errors[name] = (
+                f"{', '.join(unmarked)} not marked with @hookimpl, so rechub does not call it "
+                "(decorate it: from rechub_core.hookspecs import hookimpl)"
+            )
         return True
 
     def unregister(self, name: str) -> None:
@@ -192,6 +233,7 @@ class PluginHost:
         self._registry = None
         self._failed.pop(name, None)
         self._meta.pop(name, None)
+        self._register_errors.pop(name, None)
         if self.pm.has_plugin(name):
             self.pm.unregister(name=name)
 
@@ -209,7 +251,13 @@ class PluginHost:
                 meta = self._meta.get(impl.plugin_name, {})
                 dist = str(meta.get("distribution", "?"))
                 try:
-                    records = list(impl.function() or [])
+                    result = impl.function()
+                    if isinstance(result, ComponentSpec):
+                        raise TypeError(
+                            f"{hook_name} returned one {type(result).__name__}; yield each "
+                            "record (or return a list of them)"
+                        )
+                    records = list(result or [])
                     if self._trace:
                         trace_log.debug(
                             "%s() from %s -> %d records", hook_name, impl.plugin_name, len(records)
@@ -303,7 +351,8 @@ class PluginHost:
                             components.setdefault(kind, []).append(e.spec.name)
             plugin = self.pm.get_plugin(name)
             hooks = tuple(sorted(c.name for c in self.pm.get_hookcallers(plugin) or []))
-            error = self._plugin_errors.get(name)
+            errors = (self._register_errors.get(name), self._plugin_errors.get(name))
+            error = "; ".join(e for e in errors if e) or None
             infos.append(
                 PluginInfo(
                     name=name,
@@ -329,6 +378,17 @@ class PluginHost:
                 impl.function(app=app)
             except Exception as exc:
                 log.warning("plugin %s failed to add commands: %s", impl.plugin_name, exc)
+
+
+def _enable_trace_output() -> None:
+    """Make ``RECHUB_TRACE_HOOKS`` visible: hook calls are logged at DEBUG, and written to
+    stderr when the application has configured no logging that would show them."""
+    trace_log.setLevel(logging.DEBUG)
+    if not trace_log.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("rechub trace: %(message)s"))
+        trace_log.addHandler(handler)
+        trace_log.propagate = False  # the CLI's log handler, added later, must not repeat it
 
 
 def _version_of(distribution: str) -> str:

@@ -293,6 +293,71 @@ def test_hook_that_raises_is_reported(fake_site: FakeSite, monkeypatch):
     assert host.list_components("model") == []  # nothing half-registered
 
 
+def test_hook_without_hookimpl_is_reported(fake_site: FakeSite, monkeypatch):
+    source = """\
+    @hookimpl
+    def rechub_register_losses():
+        yield LossSpec(name="marked_loss", factory=dict)
+
+    def rechub_register_models():
+        yield ModelSpec(name="Unmarked", factory=dict)
+    """
+    fake_site.add("fake-unmarked", {"unmarked": "fakeplug_unmarked"}, {"fakeplug_unmarked": source})
+    only(monkeypatch, "unmarked")
+    host = PluginHost()
+    info = by_name(host.plugins())["unmarked"]
+    assert info.status == "error"
+    assert "rechub_register_models not marked with @hookimpl" in (info.error or "")
+    assert "from rechub_core.hookspecs import hookimpl" in (info.error or "")
+    assert info.hooks == ("rechub_register_losses",)
+    assert "marked_loss" in host.list_components("loss")  # its marked hook still counts
+    assert host.list_components("model") == []
+    host.unregister("unmarked")
+    assert "unmarked" not in by_name(host.plugins())
+
+
+def test_hook_returning_one_record_says_to_yield(host):
+    class Plugin:
+        @hookimpl
+        def rechub_register_models(self):
+            return ModelSpec(name="Single", factory=dict)
+
+    host.register(Plugin(), name="single")
+    try:
+        info = by_name(host.plugins())["single"]
+    finally:
+        host.unregister("single")
+    assert info.status == "error"
+    assert "rechub_register_models returned one ModelSpec; yield each record" in (info.error or "")
+
+
+def test_entry_point_name_used_by_two_distributions_is_reported(fake_site: FakeSite, monkeypatch):
+    def one_model(name: str) -> str:
+        return f"""\
+    @hookimpl
+    def rechub_register_models():
+        yield ModelSpec(name="{name}", factory=dict)
+    """
+
+    fake_site.add("fake-first", {"shared": "fakeplug_first"}, {"fakeplug_first": one_model("M1")})
+    fake_site.add(
+        "fake-second", {"shared": "fakeplug_second"}, {"fakeplug_second": one_model("M2")}
+    )
+    only(monkeypatch, "shared")
+    host = PluginHost()
+    infos = host.plugins()
+    assert [i.name for i in infos] == ["shared", "shared"]  # both listed, neither silently lost
+    loaded, skipped = sorted(infos, key=lambda i: i.status != "ok")
+    assert (loaded.status, skipped.status) == ("ok", "error")
+    assert {loaded.distribution, skipped.distribution} == {"fake-first", "fake-second"}
+    error = skipped.error or ""
+    assert f"the entry point name 'shared' is already used by {loaded.distribution}" in error
+    assert f"give {skipped.distribution}'s entry point another name" in error
+    assert host.list_components("model") == (
+        ["M1"] if loaded.distribution == "fake-first" else ["M2"]
+    )
+
+
 # --- environment switches ------------------------------------------------------------------------
 
 
@@ -524,6 +589,53 @@ def functions_defined_in_tests() -> frozenset[str]:
 @pytest.mark.parametrize("hook", sorted(hook_specs()))
 def test_every_hookspec_has_a_test(hook):
     assert f"test_hook_{hook}" in functions_defined_in_tests(), f"add test_hook_{hook}"
+
+
+DOCS = TESTS.parent / "docs" / "plugins.md"
+
+
+def documented_hooks() -> dict[str, list[ast.FunctionDef]]:
+    """Hook signatures written in the "Hook reference" section of docs/plugins.md, by name."""
+    text = DOCS.read_text(encoding="utf-8")
+    assert "## Hook reference" in text, f"{DOCS} lost its hook reference section"
+    section = text.split("## Hook reference", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, list[ast.FunctionDef]] = {}
+    for line in section.splitlines():
+        if line.startswith("def rechub_"):
+            (node,) = ast.parse(f"{line.rstrip(':')}: ...").body
+            assert isinstance(node, ast.FunctionDef)
+            found.setdefault(node.name, []).append(node)
+    return found
+
+
+def spec_signature(fn: Any) -> tuple[list[tuple[str, str]], str]:
+    """``[(argument, annotation)], return annotation`` of a hookspec (annotations are strings:
+    hookspecs.py uses ``from __future__ import annotations``)."""
+    sig = inspect.signature(fn)
+    params = [(p.name, str(p.annotation)) for p in sig.parameters.values()]
+    return params, str(sig.return_annotation)
+
+
+def doc_signature(node: ast.FunctionDef) -> tuple[list[tuple[str, str]], str]:
+    params = [(a.arg, ast.unparse(a.annotation) if a.annotation else "") for a in node.args.args]
+    return params, ast.unparse(node.returns) if node.returns else ""
+
+
+@pytest.mark.parametrize("hook", sorted(hook_specs()))
+def test_every_hookspec_is_in_the_docs_with_its_signature(hook):
+    documented = documented_hooks()
+    assert hook in documented, f"document {hook} in the hook reference of {DOCS}"
+    assert len(documented[hook]) == 1, f"{hook} is documented more than once in {DOCS}"
+    expected = spec_signature(hook_specs()[hook])
+    assert doc_signature(documented[hook][0]) == expected, (
+        f"{DOCS} documents {ast.unparse(documented[hook][0]).splitlines()[0]!r} but "
+        f"hookspecs.py has "
+        f"{hook}{inspect.signature(hook_specs()[hook])}"
+    )
+
+
+def test_docs_document_no_hook_that_does_not_exist():
+    assert set(documented_hooks()) <= set(hook_specs()), f"stale hooks in {DOCS}"
 
 
 # --- seed-compatible names ------------------------------------------------------------------------
