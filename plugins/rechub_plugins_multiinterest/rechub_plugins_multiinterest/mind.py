@@ -9,6 +9,7 @@ scores every item with its best interest. Training mode: 2 (list-wise) only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,13 +72,19 @@ class MINDEncoder(MultiInterestEncoder):
             f for f in self.features if not (isinstance(f, SequenceFeature) and f.pooling is None)
         ]
         self._profile_names = [f.name for f in self.profile]
-        # one bilinear map shared by all interests (the paper's S); symmetry between the
-        # capsules is broken by learned routing seeds instead of per-forward random logits,
-        # so the same history always gives the same interests
+        # one bilinear map shared by all interests (the paper's S). The paper breaks the
+        # symmetry between the capsules with Gaussian initial routing logits; here they are a
+        # fixed pseudo-random function of the history position (sin(l * w_k + phi_k), std 1),
+        # so the same history always gives the same interests. Content-based initial logits
+        # (learned seed vectors) were tried first: routing then sums each user's behaviours
+        # that align with a global seed, so every user's capsule k points near seed k (mean
+        # cosine between users' interest 0: 0.95) and retrieval degrades to popularity
+        # (MovieLens-100K test HR@50 0.146 after 3 epochs; 0.199 with these logits).
         self.bilinear = nn.Linear(d, d, bias=False)
         nn.init.xavier_uniform_(self.bilinear.weight)
-        self.routing_seeds = nn.Parameter(torch.empty(n_interest, d))
-        nn.init.normal_(self.routing_seeds, std=1.0)
+        gen = torch.Generator().manual_seed(20190)
+        self.register_buffer("routing_freq", 0.5 + 2.5 * torch.rand(n_interest, generator=gen))
+        self.register_buffer("routing_phase", 2 * math.pi * torch.rand(n_interest, generator=gen))
         hidden = [*list(params["dims"]), d]
         self.mlp = MLP(
             d + pooled_width(self.profile),
@@ -85,6 +92,13 @@ class MINDEncoder(MultiInterestEncoder):
             float(params["dropout"]),
             str(params["activation"]),
         )
+
+    def initial_logits(self, length: int) -> Tensor:
+        """Initial routing logits ``(L, K)``: ``sqrt(2) sin(l * w_k + phi_k)`` of position
+        ``l`` (oldest first), fixed per model, any length."""
+        pos = torch.arange(length, device=self.routing_freq.device, dtype=torch.float32)
+        angle = pos.unsqueeze(1) * self.routing_freq + self.routing_phase  # (L, K)
+        return math.sqrt(2.0) * torch.sin(angle)
 
     def interests(
         self,
@@ -98,7 +112,7 @@ class MINDEncoder(MultiInterestEncoder):
         """``(B, T, K, D)``."""
         k = self.n_interest
         votes = self.bilinear(emb)  # (B, L, D)
-        init = torch.einsum("bld,kd->blk", votes, self.routing_seeds)  # (B, L, K)
+        init = self.initial_logits(emb.shape[1]).unsqueeze(0).expand(emb.shape[0], -1, -1)
         caps = dynamic_routing(votes, vis, self.routing_iterations, init)  # (B, T, K, D)
         if self.profile:
             prof = embedding(x, self._profile_names)  # (B, P)
