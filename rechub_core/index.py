@@ -17,6 +17,12 @@ searched again with a doubled fetch, up to the whole index.
 ``save`` writes one ``.npz`` file atomically (temp file in the same folder, then
 ``os.replace``) holding the kind, the configuration, the ids and either the vectors (exact) or
 the serialized faiss index; :func:`load_index` reads either kind back.
+
+Large catalogues: ``build_from_batches`` takes the item vectors batch by batch (as a model
+encodes them) and adds each batch to the index, so the full ``(N, D)`` matrix never exists
+besides the index itself; ``FaissIndex(shards=S)`` splits the catalogue into S sub-indexes
+searched in parallel (``faiss.IndexShards``), saved one after another and loaded by the same
+:func:`load_index`.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ import json
 import math
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import IO, Any, ClassVar, Protocol, Self, runtime_checkable
 
 import faiss
 import numpy as np
@@ -111,24 +117,92 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-def _atomic_savez(path: PathLike, arrays: dict[str, np.ndarray]) -> None:
+_faiss_io: Any = faiss  # faiss's type stubs lack its callback readers and writers
+
+
+class _FaissEntry:
+    """A faiss index to save as a ``uint8`` ``.npy`` entry, streamed straight into the file
+    (``faiss.write_index`` through a callback writer): saving holds no serialised copy."""
+
+    def __init__(self, index: Any) -> None:
+        self.index = index
+
+    def write(self, f: IO[bytes]) -> None:
+        size = 0
+
+        def count(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+
+        faiss.write_index(self.index, _faiss_io.PyCallbackIOWriter(count))  # the size, first
+        header = {"descr": "|u1", "fortran_order": False, "shape": (size,)}
+        np.lib.format.write_array_header_1_0(f, header)
+        faiss.write_index(self.index, _faiss_io.PyCallbackIOWriter(f.write))
+
+
+class _NpzEntry:
+    """One entry of an index file, read on demand: a faiss index is streamed from the file
+    into ``faiss.read_index`` (loading holds no serialised copy either)."""
+
+    def __init__(self, path: Path, key: str) -> None:
+        self.path, self.key = path, key
+
+    def faiss_index(self) -> Any:
+        with zipfile.ZipFile(self.path) as zf, zf.open(f"{self.key}.npy") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if major == 1
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+            if dtype != np.uint8 or len(shape) != 1:
+                raise CheckpointError(
+                    f"index file {str(self.path)!r}: entry {self.key!r} is not a serialised "
+                    "faiss index"
+                )
+            return faiss.read_index(_faiss_io.PyCallbackIOReader(f.read))
+
+
+def _atomic_savez(path: PathLike, arrays: Mapping[str, np.ndarray | _FaissEntry]) -> None:
+    """An uncompressed ``.npz`` (what ``np.savez`` writes, readable by ``np.load``),
+    atomically; faiss indexes are streamed into their entries one after another."""
     target = Path(path)
     try:
-        with atomic_path(target) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+        with (
+            atomic_path(target) as tmp,
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf,
+        ):
+            for name, value in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    if isinstance(value, _FaissEntry):
+                        value.write(f)
+                    else:
+                        np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
     except OSError as exc:
         raise CheckpointError(
             f"index path {str(target)!r} is not writable ({exc}); choose a writable location"
         ) from exc
 
 
-def _read_payload(path: PathLike) -> dict[str, np.ndarray]:
+_SHARD_PREFIX = "faiss_shard_"
+
+
+def _is_faiss_entry(key: str) -> bool:
+    return key == "faiss_index" or key.startswith(_SHARD_PREFIX)
+
+
+def _read_payload(path: PathLike) -> dict[str, Any]:
+    """The entries of an index file; the faiss indexes (``faiss_index``, ``faiss_shard_<i>``)
+    as :class:`_NpzEntry`, read on demand."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"index file {str(p)!r} does not exist; save an index there first")
     try:
         with np.load(p, allow_pickle=False) as data:
-            payload = {key: data[key] for key in data.files}
+            payload: dict[str, Any] = {
+                key: _NpzEntry(p, key) if _is_faiss_entry(key) else data[key] for key in data.files
+            }
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise CheckpointError(
             f"index file {str(p)!r} is not a readable rechub index ({exc}); "
@@ -213,6 +287,67 @@ class _BaseIndex:
         self._build_backend(vectors, ids)
         self._set_ids(ids)
         self._dim = d
+
+    def build_from_batches(
+        self, batches: Iterable[tuple[Any, Any]], n_total: int | None = None
+    ) -> None:
+        """Index item vectors that arrive batch by batch, replacing any previous content.
+
+        Each batch is added as it comes, so a catalogue never needs its ``(N, D)`` matrix in
+        memory besides the index (the exact index, which is that matrix, fills a buffer of
+        ``n_total`` rows in place).
+
+        Args:
+            batches: ``(vectors, ids)`` pairs: ``(n_b, D)`` float32 vectors and ``(n_b,)``
+                int64 ids, under the same rules as :meth:`build` over all batches together.
+            n_total: the total number of items N when known: lets the index size itself
+                (preallocation, IVF list count, shard boundaries); a wrong value only costs
+                balance, not correctness.
+        """
+        if n_total is not None and n_total < 0:
+            raise InputError(f"n_total must be >= 0, got {n_total}")
+        state: Any = None
+        id_parts: list[np.ndarray] = []
+        n, d = 0, 0
+        for vectors, ids in batches:
+            v = _float_matrix(vectors, "item_vectors", (2,))
+            i = _to_numpy(ids, "item_ids")
+            if i.ndim != 1 or i.shape[0] != v.shape[0]:
+                raise InputError(
+                    f"item_ids: a batch has ids of shape {i.shape} for {v.shape[0]} vectors"
+                )
+            if v.shape[0] == 0:
+                continue
+            if state is None:
+                d = int(v.shape[1])
+                if d == 0:
+                    raise InputError("item_vectors: need dim >= 1, got 0")
+                state = self._stream_start(d, n_total)
+            elif v.shape[1] != d:
+                raise InputError(
+                    f"item_vectors: a batch has dimension {v.shape[1]}, earlier ones {d}"
+                )
+            self._stream_add(state, v)
+            id_parts.append(i)
+            n += int(v.shape[0])
+        if state is None:
+            raise InputError("item_vectors: need at least one item, the batches were empty")
+        checked = self._check_ids(np.concatenate(id_parts), n)
+        self._stream_finish(state)
+        self._set_ids(checked)
+        self._dim = d
+
+    def _stream_start(self, dim: int, n_total: int | None) -> Any:
+        """Begin a streamed build of ``dim``-dimensional vectors; returns the build state."""
+        raise NotImplementedError
+
+    def _stream_add(self, state: Any, vectors: np.ndarray) -> None:
+        """Add ``(n_b, D)`` vectors (positions follow on from earlier batches)."""
+        raise NotImplementedError
+
+    def _stream_finish(self, state: Any) -> None:
+        """Install the built backend (called only when every batch was valid)."""
+        raise NotImplementedError
 
     @staticmethod
     def _check_ids(item_ids: Any, n: int) -> np.ndarray:
@@ -410,7 +545,8 @@ class _BaseIndex:
     def _config(self) -> dict[str, Any]:
         return {}
 
-    def _payload(self) -> dict[str, np.ndarray]:
+    def _payload(self) -> dict[str, Any]:
+        """Entries saved besides kind, config and ids (arrays, or functions returning one)."""
         raise NotImplementedError
 
     # -- persistence
@@ -446,7 +582,7 @@ class _BaseIndex:
         return cls._from_payload(payload, path)
 
     @classmethod
-    def _from_payload(cls, payload: dict[str, np.ndarray], path: PathLike) -> Self:
+    def _from_payload(cls, payload: dict[str, Any], path: PathLike) -> Self:
         raise NotImplementedError
 
 
@@ -468,6 +604,23 @@ class ExactIndex(_BaseIndex):
 
     def _build_backend(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         self._vectors = vectors.copy()
+
+    def _stream_start(self, dim: int, n_total: int | None) -> Any:
+        return {"buf": np.empty((n_total or 0, dim), dtype=np.float32), "filled": 0}
+
+    def _stream_add(self, state: Any, vectors: np.ndarray) -> None:
+        buf, filled = state["buf"], state["filled"]
+        end = filled + vectors.shape[0]
+        if end > buf.shape[0]:  # more than n_total: grow geometrically
+            grown = np.empty((max(end, 2 * buf.shape[0]), buf.shape[1]), dtype=np.float32)
+            grown[:filled] = buf[:filled]
+            state["buf"] = buf = grown
+        buf[filled:end] = vectors
+        state["filled"] = end
+
+    def _stream_finish(self, state: Any) -> None:
+        buf, filled = state["buf"], state["filled"]
+        self._vectors = buf if filled == buf.shape[0] else buf[:filled].copy()
 
     def _raw_search(
         self, q: np.ndarray, fetch: int, effort: int = 1
@@ -516,6 +669,23 @@ class ExactIndex(_BaseIndex):
 # --------------------------------------------------------------------------- faiss
 
 
+class _FaissBuild:
+    """State of a streamed faiss build: sub-indexes filled in position order, an IVF training
+    sample buffered until it is large enough."""
+
+    def __init__(self, dim: int, n_total: int | None, n_shards: int) -> None:
+        self.dim = dim
+        self.n_total = n_total
+        self.n_shards = n_shards
+        # shard s holds positions [s * chunk, (s + 1) * chunk); the last one takes any excess
+        self.chunk = -(-n_total // n_shards) if n_total else 0
+        self.subs: list[Any] = []
+        self.position = 0  # rows added so far
+        self.pending: list[np.ndarray] = []  # IVF: rows waiting for the trained quantizer
+        self.n_pending = 0
+        self.template: Any = None  # IVF: trained, empty index cloned for every shard
+
+
 class FaissIndex(_BaseIndex):
     """faiss inner-product index: ``kind="flat"`` (exact), ``"hnsw"`` or ``"ivf"``.
 
@@ -525,16 +695,21 @@ class FaissIndex(_BaseIndex):
         metric: only ``"ip"`` (inner product) is supported.
         hnsw_m: HNSW graph degree M.
         ef_search: HNSW candidate list size at search time (raised to k when smaller).
-        nlist: IVF number of lists; default ``round(4 * sqrt(N))``, lowered to ``N // 39`` so
-            that each list gets the 39 training points faiss asks for (explicit values are
-            only capped at N).
+        nlist: IVF number of lists (per shard); default ``round(4 * sqrt(n))`` for a shard of n
+            items, lowered to ``n // 39`` so that each list gets the 39 training points faiss
+            asks for (explicit values are only capped at n).
         nprobe: IVF lists visited per query (at most nlist).
+        shards: split the catalogue into this many sub-indexes of contiguous items, wrapped in
+            ``faiss.IndexShards`` (searched in parallel threads, results merged); for
+            catalogues that do not fit one index. IVF shards share one trained quantizer.
 
-    The faiss index stores build positions ``0..N-1`` as its labels; item ids are mapped back
-    in Python, so any non-negative int64 ids work for every kind.
+    The faiss index stores build positions ``0..N-1`` as its labels (shards number theirs
+    successively); item ids are mapped back in Python, so any non-negative int64 ids work.
     """
 
     saved_kind: ClassVar[str] = "faiss"
+    #: IVF: at most this many vectors (and at least 39 per list) train the quantizer
+    ivf_train_size: ClassVar[int] = 100_000
 
     def __init__(
         self,
@@ -544,6 +719,7 @@ class FaissIndex(_BaseIndex):
         ef_search: int = 128,
         nlist: int | None = None,
         nprobe: int = 16,
+        shards: int = 1,
     ) -> None:
         super().__init__()
         if kind not in _FAISS_KINDS:
@@ -553,7 +729,12 @@ class FaissIndex(_BaseIndex):
                 f"metric: only 'ip' (inner product) is supported, got {metric!r}; normalise "
                 "the vectors for cosine similarity"
             )
-        for name, value in (("hnsw_m", hnsw_m), ("ef_search", ef_search), ("nprobe", nprobe)):
+        for name, value in (
+            ("hnsw_m", hnsw_m),
+            ("ef_search", ef_search),
+            ("nprobe", nprobe),
+            ("shards", shards),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InputError(f"{name}: expected a positive int, got {value!r}")
         if nlist is not None and (
@@ -566,40 +747,122 @@ class FaissIndex(_BaseIndex):
         self.ef_search = ef_search
         self.nlist = nlist
         self.nprobe = nprobe
+        self.shards = shards
         self._index: Any = None
+        self._subs: list[Any] = []  # the sub-indexes (one when not sharded); own the C++ objects
         self._nlist_used: int | None = None
 
-    def _build_backend(self, vectors: np.ndarray, ids: np.ndarray) -> None:
-        n, d = vectors.shape
-        labels = np.arange(n, dtype=np.int64)
+    # -- building
+
+    def _nlist_for(self, n: int) -> int:
+        if self.nlist is not None:
+            return max(1, min(self.nlist, n))
+        # ~4 sqrt(n), but keep >= 39 training points per list (faiss's minimum)
+        return max(1, min(round(4 * math.sqrt(n)), n // 39))
+
+    def _new_sub(self, state: _FaissBuild) -> Any:
         if self.kind == "flat":
-            index: Any = faiss.IndexFlatIP(d)
-            index.add(vectors)
-        elif self.kind == "hnsw":
-            index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.add(vectors)
+            return faiss.IndexFlatIP(state.dim)
+        if self.kind == "hnsw":
+            return faiss.IndexHNSWFlat(state.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        return faiss.clone_index(state.template)
+
+    def _train_ivf(self, state: _FaissBuild, shard_size: int) -> None:
+        sample = np.concatenate(state.pending) if len(state.pending) > 1 else state.pending[0]
+        nlist = min(self._nlist_for(shard_size), sample.shape[0])
+        quantizer = faiss.IndexFlatIP(state.dim)
+        template = faiss.IndexIVFFlat(quantizer, state.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        template.train(sample)  # faiss's Python wrapper keeps the quantizer alive with it
+        state.template = template
+        self._nlist_used = nlist
+
+    def _stream_start(self, dim: int, n_total: int | None) -> _FaissBuild:
+        if self.shards > 1 and not n_total:
+            raise InputError(
+                f"a faiss index of {self.shards} shards splits the catalogue into contiguous "
+                "parts: pass n_total (the number of items) to build_from_batches"
+            )
+        return _FaissBuild(dim, n_total, self.shards)
+
+    def _train_target(self, state: _FaissBuild) -> int:
+        if not state.n_total:
+            return -1  # unknown size: train when the stream ends
+        shard_size = -(-state.n_total // self.shards)
+        return min(state.n_total, max(39 * self._nlist_for(shard_size), self.ivf_train_size))
+
+    def _stream_add(self, state: _FaissBuild, vectors: np.ndarray) -> None:
+        if self.kind == "ivf" and state.template is None:
+            state.pending.append(vectors)
+            state.n_pending += vectors.shape[0]
+            target = self._train_target(state)
+            if 0 < target <= state.n_pending:
+                assert state.n_total
+                self._train_ivf(state, -(-state.n_total // self.shards))
+                self._flush_pending(state)
+            return
+        self._route(state, vectors)
+
+    def _flush_pending(self, state: _FaissBuild) -> None:
+        pending, state.pending, state.n_pending = state.pending, [], 0
+        for block in pending:
+            self._route(state, block)
+
+    def _route(self, state: _FaissBuild, vectors: np.ndarray) -> None:
+        """Add rows at positions ``state.position ..`` to the shards that own them."""
+        lo = 0
+        while lo < vectors.shape[0]:
+            pos = state.position
+            if self.shards == 1 or not state.chunk:
+                shard, room = 0, vectors.shape[0] - lo
+            else:
+                shard = min(pos // state.chunk, self.shards - 1)
+                room = (
+                    vectors.shape[0] - lo
+                    if shard == self.shards - 1
+                    else (shard + 1) * state.chunk - pos
+                )
+            while len(state.subs) <= shard:
+                state.subs.append(self._new_sub(state))
+            take = min(room, vectors.shape[0] - lo)
+            state.subs[shard].add(np.ascontiguousarray(vectors[lo : lo + take]))
+            lo += take
+            state.position += take
+
+    def _stream_finish(self, state: _FaissBuild) -> None:
+        if self.kind == "ivf" and state.template is None:  # fewer rows than the sample size
+            self._train_ivf(state, -(-state.n_pending // self.shards))
+            self._flush_pending(state)
+        self._install(state.subs)
+
+    def _install(self, subs: list[Any]) -> None:
+        """Use ``subs`` (labels = positions, numbered successively) as the index."""
+        self._subs = subs
+        if len(subs) == 1:
+            self._index = subs[0]
         else:
-            if self.nlist is not None:
-                nlist = min(self.nlist, n)
-            else:  # ~4 sqrt(N), but keep >= 39 training points per list (faiss's minimum)
-                nlist = max(1, min(round(4 * math.sqrt(n)), n // 39))
-            quantizer = faiss.IndexFlatIP(d)
-            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-            index.train(vectors)
-            index.add_with_ids(vectors, labels)
-            self._nlist_used = nlist
-        # labels are build positions (add() numbers them 0..N-1), so no IndexIDMap2 is needed
-        self._index = index
+            # threaded, successive ids: shard i's labels follow on from shard i - 1's
+            shards = faiss.IndexShards(subs[0].d, True, True)  # type: ignore[call-arg]
+            for sub in subs:
+                shards.add_shard(sub)
+            self._index = shards
         self._apply_search_params()
 
+    def _build_backend(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        state = self._stream_start(vectors.shape[1], vectors.shape[0])
+        self._stream_add(state, vectors)
+        self._stream_finish(state)
+
+    # -- search
+
     def _apply_search_params(self) -> None:
-        # the downcast wrapper does not own the C++ object: keep self._index as the owner
-        index: Any = faiss.downcast_index(self._index)
-        if self.kind == "hnsw":
-            index.hnsw.efSearch = self.ef_search
-        elif self.kind == "ivf":
-            index.nprobe = min(self.nprobe, index.nlist)
-            self._nlist_used = int(index.nlist)
+        for sub in self._subs:
+            # the downcast wrapper does not own the C++ object: self._subs keeps the owners
+            index: Any = faiss.downcast_index(sub)
+            if self.kind == "hnsw":
+                index.hnsw.efSearch = self.ef_search
+            elif self.kind == "ivf":
+                index.nprobe = min(self.nprobe, index.nlist)
+                self._nlist_used = int(index.nlist)
 
     def _max_effort(self) -> int:
         if self.kind == "ivf" and self._nlist_used is not None:
@@ -623,6 +886,8 @@ class FaissIndex(_BaseIndex):
             scores, pos = self._index.search(q, fetch, params=params)
         return pos.astype(np.int64, copy=False), scores
 
+    # -- persistence
+
     def _config(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -631,13 +896,17 @@ class FaissIndex(_BaseIndex):
             "ef_search": self.ef_search,
             "nlist": self.nlist,
             "nprobe": self.nprobe,
+            "shards": self.shards,
         }
 
-    def _payload(self) -> dict[str, np.ndarray]:
-        return {"faiss_index": faiss.serialize_index(self._index)}
+    def _payload(self) -> dict[str, Any]:
+        if len(self._subs) == 1:
+            return {"faiss_index": _FaissEntry(self._subs[0])}
+        # faiss cannot serialise IndexShards: one entry per shard
+        return {f"{_SHARD_PREFIX}{i}": _FaissEntry(sub) for i, sub in enumerate(self._subs)}
 
     @classmethod
-    def _from_payload(cls, payload: dict[str, np.ndarray], path: PathLike) -> Self:
+    def _from_payload(cls, payload: dict[str, Any], path: PathLike) -> Self:
         try:
             config = json.loads(str(payload["config"]))
             index = cls(**config)
@@ -645,23 +914,32 @@ class FaissIndex(_BaseIndex):
             raise CheckpointError(
                 f"index file {str(path)!r} has an unusable configuration ({exc})"
             ) from exc
-        if "faiss_index" not in payload:
+        keys = ["faiss_index"] if "faiss_index" in payload else []
+        n_shards = sum(1 for k in payload if k.startswith(_SHARD_PREFIX))
+        keys += [f"{_SHARD_PREFIX}{i}" for i in range(n_shards)]
+        if not keys or any(k not in payload for k in keys):
             raise CheckpointError(f"index file {str(path)!r} lacks the faiss index; save it again")
-        try:
-            raw = faiss.deserialize_index(np.ascontiguousarray(payload["faiss_index"], np.uint8))
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"index file {str(path)!r}: the faiss index cannot be read ({exc})"
-            ) from exc
+        subs = []
+        for key in keys:
+            entry = payload[key]
+            try:
+                if isinstance(entry, _NpzEntry):
+                    subs.append(entry.faiss_index())
+                else:
+                    subs.append(faiss.deserialize_index(np.ascontiguousarray(entry, np.uint8)))
+            except (RuntimeError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+                raise CheckpointError(
+                    f"index file {str(path)!r}: the faiss index cannot be read ({exc})"
+                ) from exc
         ids = payload["ids"].astype(np.int64)
-        if raw.ntotal != ids.shape[0]:
+        total = sum(int(s.ntotal) for s in subs)
+        if total != ids.shape[0]:
             raise CheckpointError(
-                f"index file {str(path)!r}: faiss holds {raw.ntotal} vectors but {ids.shape[0]} ids"
+                f"index file {str(path)!r}: faiss holds {total} vectors but {ids.shape[0]} ids"
             )
-        index._index = raw
-        index._apply_search_params()
+        index._install(subs)
         index._set_ids(ids)
-        index._dim = int(raw.d)
+        index._dim = int(subs[0].d)
         return index
 
 

@@ -290,3 +290,61 @@ def test_constructor_errors() -> None:
         FaissIndex("flat", metric="l2")
     with pytest.raises(InputError, match="nprobe"):
         FaissIndex("ivf", nprobe=0)
+
+
+# --------------------------------------------------------------------------- large catalogues
+
+
+def in_batches(vectors: np.ndarray, ids: np.ndarray, size: int):
+    for start in range(0, len(ids), size):
+        yield vectors[start : start + size], ids[start : start + size]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        ExactIndex,
+        lambda: FaissIndex("flat"),
+        lambda: FaissIndex("flat", shards=3),
+        lambda: FaissIndex("hnsw", shards=2),
+        lambda: FaissIndex("ivf", nlist=8, nprobe=8, shards=2),
+    ],
+    ids=["exact", "flat", "flat-3-shards", "hnsw-2-shards", "ivf-2-shards"],
+)
+@pytest.mark.parametrize("n_total", [1201, 900, 5000], ids=["exact-n", "under", "over"])
+def test_streamed_and_sharded_builds_match_the_exact_search(make, n_total, tmp_path) -> None:
+    """Batches streamed into the index (n_total right, too small or too large) and sharded
+    indexes return what exact search returns, and survive save / load_index."""
+    vectors, ids = random_items(12, 1201, 8)
+    queries = np.random.default_rng(13).standard_normal((25, 8)).astype(np.float32)
+    exact = ExactIndex()
+    exact.build(vectors, ids)
+    want_ids, want_scores = exact.search(queries, 10)
+    index = make()
+    index.build_from_batches(in_batches(vectors, ids, 250), n_total=n_total)
+    assert len(index) == 1201 and index.dim == 8
+    got_ids, got_scores = index.search(queries, 10)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-5)
+    assert (got_ids == want_ids).mean() > 0.99  # ties aside
+    index.save(tmp_path / "items.index")
+    loaded = load_index(tmp_path / "items.index")
+    np.testing.assert_array_equal(loaded.search(queries, 10)[0], got_ids)
+    if isinstance(index, FaissIndex) and index.shards > 1:
+        assert isinstance(loaded, FaissIndex) and loaded.shards == index.shards
+        assert sum(s.ntotal for s in loaded._subs) == 1201
+        # an overestimated n_total leaves later shards empty (balance, not correctness)
+        assert len(loaded._subs) == (1 if n_total == 5000 else index.shards)
+
+
+def test_streamed_build_errors() -> None:
+    vectors, ids = random_items(14, 40, 4)
+    with pytest.raises(InputError, match="pass n_total"):
+        FaissIndex("flat", shards=2).build_from_batches(in_batches(vectors, ids, 10))
+    with pytest.raises(InputError, match="at least one item"):
+        FaissIndex("flat").build_from_batches([])
+    with pytest.raises(InputError, match="duplicate"):
+        FaissIndex("flat").build_from_batches([(vectors[:5], ids[:5]), (vectors[:5], ids[:5])])
+    with pytest.raises(InputError, match="dimension"):
+        ExactIndex().build_from_batches([(vectors, ids), (vectors[:, :2], ids + 1000)])
+    with pytest.raises(InputError, match="shards"):
+        FaissIndex("flat", shards=0)
