@@ -1,6 +1,8 @@
 """The ``rechub`` command line (typer), built in :func:`make_app` so that nothing runs at import.
 
-Plugins add commands through the ``rechub_register_commands(app)`` hook.
+Plugins add commands through the ``rechub_register_commands(app)`` hook. ``python -m
+rechub_core.cli`` runs it too, which is how ``torchrun`` starts data-parallel workers:
+``torchrun --nproc-per-node 2 -m rechub_core.cli train ...`` (or ``rechub train --nproc 2``).
 """
 
 import json
@@ -103,6 +105,50 @@ def _build_config(
     return config_from_dict(base, where=str(config) if config else "command line")
 
 
+def _train_config(
+    config: Path | None,
+    overrides: dict[str, dict[str, Any]],
+    model: str | None,
+    out: Path,
+    resume: bool,
+) -> Any:
+    """The run config of ``rechub train``; ``--resume`` without a config or a model reuses
+    the ``config.toml`` the interrupted run wrote into its folder."""
+    if resume and config is None and model is None and (out / "config.toml").is_file():
+        config = out / "config.toml"
+    return _build_config(config, overrides, model)
+
+
+def _print_result(model: str, source: str, metrics: Any, mostpop: Any, out: Path) -> None:
+    console.print(
+        _metrics_table(
+            f"{model} on {source} (test, full ranking)",
+            {model: metrics, "MostPop": mostpop},
+            METRIC_KEYS,
+        )
+    )
+    console.print(f"run folder: {out}")
+
+
+def _launch_workers(cfg: Any, out: Path, nproc: int, resume: bool, quiet: bool) -> None:
+    """``rechub train --nproc N``: write the config into the run folder and start torchrun
+    with N copies of ``rechub train CONFIG --out OUT`` (rank 0 prints the results)."""
+    from rechub_core import distributed
+    from rechub_core.config import save_config
+    from rechub_core.io import ensure_writable_dir
+
+    ensure_writable_dir(out, "run folder")
+    config_path = out / "config.toml"
+    save_config(cfg, config_path)
+    args = ["train", str(config_path), "--out", str(out)]
+    args += ["--resume"] * resume + ["--quiet"] * quiet
+    if distributed.launch(nproc, args) != 0:
+        raise RechubError(
+            "data-parallel training failed; the ranks' errors are printed above. Resume it "
+            f"from its last checkpoint with: rechub train --resume --nproc {nproc} --out {out}"
+        )
+
+
 def _version_callback(value: bool) -> None:
     if value:
         from rechub_core import __version__
@@ -198,13 +244,35 @@ def make_app() -> typer.Typer:
         time_col: Annotated[str | None, typer.Option(help="Time column of a log file.")] = None,
         out: Annotated[Path, typer.Option(help="Run folder to write.")] = Path("runs/latest"),
         quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+        resume: Annotated[
+            bool,
+            typer.Option(
+                help="Continue a killed run from OUT/checkpoint.pt (config: OUT/config.toml "
+                "unless given)."
+            ),
+        ] = False,
+        nproc: Annotated[
+            int | None,
+            typer.Option(
+                help="Train data-parallel in NPROC processes on this machine (starts torchrun; "
+                "gloo on CPU, NCCL on CUDA)."
+            ),
+        ] = None,
+        gather_negatives: Annotated[
+            bool | None,
+            typer.Option(
+                help="Data-parallel with an in-batch sampler: use every rank's positives as "
+                "negatives (all-gather)."
+            ),
+        ] = None,
     ) -> None:
         """Train a model; writes a run folder (config, encoders, weights, metrics, curve, index)."""
+        from rechub_core import distributed
         from rechub_core.runs import train_run
 
         _configure_logging(not quiet)
         try:
-            cfg = _build_config(
+            cfg = _train_config(
                 config,
                 {
                     "data": {
@@ -222,22 +290,25 @@ def make_app() -> typer.Typer:
                         "batch_size": batch_size,
                         "lr": lr,
                         "device": device,
+                        "gather_negatives": gather_negatives,
                     },
                 },
                 model,
+                out,
+                resume,
             )
-            result = train_run(cfg, out, verbose=not quiet)
+            if nproc is not None and nproc > 1 and distributed.env_world_size() <= 1:
+                _launch_workers(cfg, out, nproc, resume, quiet)
+                return
+            ctx, _ = distributed.setup(cfg.train.device)
+            result = train_run(cfg, out, verbose=not quiet, resume=resume)
         except RechubError as exc:
             _fail(exc)
             return
-        console.print(
-            _metrics_table(
-                f"{cfg.model.name} on {cfg.data.source} (test, full ranking)",
-                {cfg.model.name: result.metrics, "MostPop": result.mostpop},
-                METRIC_KEYS,
-            )
-        )
-        console.print(f"run folder: {result.path}")
+        finally:
+            distributed.shutdown()
+        if ctx.is_main:
+            _print_result(cfg.model.name, cfg.data.source, result.metrics, result.mostpop, out)
 
     @app.command()
     def evaluate(run: Annotated[Path, typer.Argument(help="Run folder.")]) -> None:

@@ -90,6 +90,9 @@ class TrainConfig:
         metric: validation metric for early stopping.
         seed: training seed.
         device: "cpu" or "cuda".
+        gather_negatives: under data-parallel training (torchrun, ``rechub train --nproc``)
+            with an in-batch sampler, every rank's positives serve as negatives of every rank
+            (item vectors all-gathered); no effect in one process.
     """
 
     mode: int | None = attrs.field(default=None, validator=_mode)
@@ -101,6 +104,7 @@ class TrainConfig:
     metric: str = "ndcg@10"
     seed: int = 2022
     device: str = "cpu"
+    gather_negatives: bool = False
 
 
 @attrs.frozen

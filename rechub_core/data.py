@@ -8,6 +8,7 @@ samplers can draw negatives and the trainer can encode them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -118,13 +119,38 @@ class BatchLoader:
         )
         #: optional per-user full training sequences (for models trained on every position)
         self.sequences = to_tensor_dict(sequences) if sequences is not None else None
+        #: data-parallel shard this loader yields (see :meth:`shard`); 0 of 1 = every row
+        self.rank = 0
+        self.world_size = 1
+
+    def shard(self, rank: int, world_size: int, batch_size: int | None = None) -> BatchLoader:
+        """A view of this loader that yields only rank ``rank``'s rows of each epoch.
+
+        Every rank shuffles with the same seed and takes ``order[rank::world_size]`` of the
+        epoch's permutation (padded, so all ranks get ``ceil(N / world_size)`` rows and run the
+        same number of steps). The view shares the tensors; ``batch_size`` defaults to this
+        loader's.
+        """
+        if not 0 <= rank < world_size:
+            raise InputError(f"need 0 <= rank < world_size, got rank={rank}, {world_size=}")
+        view = copy.copy(self)
+        view.rank, view.world_size = rank, world_size
+        if batch_size is not None:
+            if batch_size <= 0:
+                raise InputError(f"batch_size must be positive, got {batch_size}")
+            view.batch_size = int(batch_size)
+        return view
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the permutation of ``epoch`` (deterministic given the seed)."""
         self.epoch = epoch
 
+    def _rows_per_epoch(self) -> int:
+        """Rows one epoch of this loader yields (its shard, under data-parallel training)."""
+        return -(-self.n_rows // self.world_size)
+
     def __len__(self) -> int:
-        return (self.n_rows + self.batch_size - 1) // self.batch_size
+        return (self._rows_per_epoch() + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         if self.shuffle:
@@ -132,7 +158,12 @@ class BatchLoader:
             order: Tensor | None = torch.randperm(self.n_rows, generator=g)
         else:
             order = None
-        for start in range(0, self.n_rows, self.batch_size):
+        if self.world_size > 1:
+            from rechub_core.distributed import shard_order
+
+            full = order if order is not None else torch.arange(self.n_rows)
+            order = shard_order(full, self.rank, self.world_size)
+        for start in range(0, self._rows_per_epoch(), self.batch_size):
             if order is None:
                 yield {k: v[start : start + self.batch_size] for k, v in self.tensors.items()}
             else:

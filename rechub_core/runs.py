@@ -6,6 +6,11 @@ A run folder holds ``config.toml`` (the effective settings), ``schema.json``,
 ``metrics.json`` (test, validation, MostPop, per-epoch history), ``curve.png``, ``users.pt``
 (each user's serving input: history = train + validation items, and seen items) and
 ``index.npz`` (the item index), so ``rechub recall RUN`` works on its own.
+
+``config.toml`` is written before training starts, so a run that was killed can be resumed
+from its folder alone (``train_run(load_config(RUN / "config.toml"), RUN, resume=True)``, or
+``rechub train --resume --out RUN``). Under ``torchrun`` every rank runs :func:`train_run`;
+rank 0 writes the folder.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rechub_core import distributed
 from rechub_core.config import RunConfig, save_config
 from rechub_core.data import BatchLoader, eval_loader, loaders_from_prepared
 from rechub_core.errors import CheckpointError, InputError
@@ -125,6 +131,7 @@ def build_trainer(
     device: str = "cpu",
     metric: str = "ndcg@10",
     verbose: bool = False,
+    gather_negatives: bool = False,
 ) -> MatchTrainer:
     """A :class:`MatchTrainer` configured by ``settings`` (loss, sampler, optimiser, epochs)."""
     loss = create("loss", settings.loss, **settings.loss_params) if settings.loss else None
@@ -142,6 +149,7 @@ def build_trainer(
         metric=metric,
         verbose=verbose,
         sequence_batch_size=settings.sequence_batch_size,
+        gather_negatives=gather_negatives,
     )
 
 
@@ -196,12 +204,43 @@ class RunResult:
     data: PreparedData
 
 
-def train_run(cfg: RunConfig, out: str | os.PathLike[str], verbose: bool = True) -> RunResult:
-    """Train ``cfg.model`` on ``cfg.data`` under the protocol and write a complete run folder."""
-    run = ensure_writable_dir(out, "run folder")
+def effective_config(cfg: RunConfig, settings: TrainSettings) -> RunConfig:
+    """``cfg`` with the training settings it left to the model's defaults filled in."""
+    return attrs.evolve(
+        cfg,
+        train=attrs.evolve(
+            cfg.train,
+            mode=settings.mode,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+            patience=settings.patience,
+        ),
+    )
+
+
+def train_run(
+    cfg: RunConfig, out: str | os.PathLike[str], verbose: bool = True, resume: bool = False
+) -> RunResult:
+    """Train ``cfg.model`` on ``cfg.data`` under the protocol and write a complete run folder.
+
+    Args:
+        cfg: the run configuration.
+        out: the run folder (created; checked writable and with free space first).
+        verbose: progress bars and epoch logs.
+        resume: continue from ``out/checkpoint.pt`` when a killed run left one.
+    Returns:
+        The result; under data-parallel training, ranks other than 0 get empty metrics.
+    """
+    ctx, _ = distributed.setup(cfg.train.device)
+    run = ensure_writable_dir(out, "run folder", min_free_bytes=0)  # a full disk fails now
     spec = get_spec("model", cfg.model.name)
     assert isinstance(spec, ModelSpec)
     settings = effective_settings(cfg, spec)
+    effective = effective_config(cfg, settings)
+    if ctx.is_main:  # first, so that a killed run can be resumed from its folder alone
+        save_config(effective, run / "config.toml")
     data = prepare(load_interactions(cfg), cfg.data.max_len, cfg.data.min_interactions)
     schema = DataSchema.from_prepared(data)
     torch.manual_seed(cfg.train.seed)
@@ -215,24 +254,14 @@ def train_run(cfg: RunConfig, out: str | os.PathLike[str], verbose: bool = True)
         device=cfg.train.device,
         metric=cfg.train.metric,
         verbose=verbose,
+        gather_negatives=cfg.train.gather_negatives,
     )
-    history = trainer.fit(train_dl, val_dl)
+    history = trainer.fit(train_dl, val_dl, resume=resume)
+    if not ctx.is_main:  # rank 0 evaluates and writes the run folder
+        return RunResult(run, {}, {}, history, model, data)
     metrics = trainer.evaluate(test_dl)
     t = data.test
     mostpop = most_popular_metrics(data.item_counts, t.target, t.seen_indptr, t.seen_indices)
-    effective = attrs.evolve(
-        cfg,
-        train=attrs.evolve(
-            cfg.train,
-            mode=settings.mode,
-            epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            lr=settings.lr,
-            weight_decay=settings.weight_decay,
-            patience=settings.patience,
-        ),
-    )
-    save_config(effective, run / "config.toml")
     write_json(run / "schema.json", schema.to_dict())
     write_json(run / "encoders.json", {k: e.to_dict() for k, e in data.encoders.items()})
     write_json(
@@ -262,11 +291,31 @@ def train_run(cfg: RunConfig, out: str | os.PathLike[str], verbose: bool = True)
     return RunResult(run, metrics, mostpop, history, model, data)
 
 
-def build_index(trainer: MatchTrainer, loader: BatchLoader, cfg: RunConfig, run: Path) -> None:
-    """Encode every item and save the configured index as ``index.npz``."""
-    vectors = trainer.all_item_vectors(loader).numpy().astype(np.float32)  # (n_items + 1, D)
+def build_index(
+    trainer: MatchTrainer,
+    loader: BatchLoader,
+    cfg: RunConfig,
+    run: Path,
+    batch_size: int = 65_536,
+) -> None:
+    """Encode every item and save the configured index as ``index.npz``.
+
+    Item vectors are produced ``batch_size`` items at a time and streamed into the index
+    (``build_from_batches``), so peak memory is the index plus one batch, not the index plus
+    every vector twice. Indexes without ``build_from_batches`` (a plugin's) get the whole
+    ``(n_items, D)`` float32 matrix through ``build``.
+    """
     index = create("index", cfg.index.name, **cfg.index.params)
-    index.build(vectors[1:], np.arange(1, vectors.shape[0], dtype=np.int64))
+    n = loader.n_items - 1  # real items; row 0 is padding
+    batches = (
+        (vectors.numpy(), ids.numpy())
+        for ids, vectors in trainer.iter_item_vectors(loader, batch_size, start=1)
+    )
+    if hasattr(index, "build_from_batches"):
+        index.build_from_batches(batches, n_total=n)
+    else:
+        vectors = trainer.all_item_vectors(loader).cpu().numpy().astype(np.float32)
+        index.build(vectors[1:], np.arange(1, n + 1, dtype=np.int64))
     index.save(run / "index.npz")
 
 

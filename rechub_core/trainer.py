@@ -4,6 +4,15 @@ embedding inference and ONNX export (names and arguments follow Torch-RecHub's).
 One training step, for any model: encode the batch's users; ask the sampler for negatives;
 encode the unique candidate items once; score with ``model.logits``; mask accidental hits;
 apply the loss (with the sampler's ``log_q`` when the loss corrects for sampling bias).
+
+Under ``torchrun`` the same trainer trains data-parallel (see :mod:`rechub_core.distributed`):
+each rank reads its shard of every epoch, gradients are averaged by DDP, rank 0 validates and
+writes checkpoints, and the other ranks follow its early-stopping decision.
+
+Checkpoints (``checkpoint.pt``, one per epoch, written atomically) hold the weights, optimizer,
+sampler, early-stopping state, history and the RNG states (torch, CUDA, numpy, Python). Shuffling
+and negative sampling are reseeded from ``(seed, epoch)`` at every epoch, so a run resumed
+from the checkpoint of epoch ``e`` trains epochs ``e + 1 ...`` exactly as an unbroken run would.
 """
 
 from __future__ import annotations
@@ -12,23 +21,36 @@ import copy
 import logging
 import math
 import os
+import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rechub_core import distributed
 from rechub_core.data import BatchLoader
 from rechub_core.errors import CheckpointError, InputError
 from rechub_core.export import export_tower, onnx_max_abs_diff
-from rechub_core.io import ensure_writable_dir, load_torch, save_torch
+from rechub_core.io import (
+    ensure_writable_dir,
+    load_torch,
+    remove_stale_temp_files,
+    save_torch,
+)
 from rechub_core.losses import DEFAULT_LOSS_BY_MODE, CandidateLoss
 from rechub_core.metrics import DEFAULT_KS, full_ranking_metrics
 from rechub_core.model import MatchModel
-from rechub_core.samplers import DEFAULT_SAMPLER_BY_MODE, NegativeSample, Sampler
+from rechub_core.samplers import (
+    DEFAULT_SAMPLER_BY_MODE,
+    InBatchSampler,
+    NegativeSample,
+    Sampler,
+)
 
 log = logging.getLogger("rechub.trainer")
 
@@ -54,6 +76,55 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**31)
 
 
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """Disk space (bytes) a run of ``model`` needs in its folder, estimated from the parameter
+    bytes P: the checkpoint holds weights, best weights and Adam's two moments (4 P), its
+    temporary copy while being replaced another 4 P, ``model.pt`` P, and the item index and
+    other files are bounded by about P."""
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 10 * size
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """Global RNG states (torch, CUDA, numpy, Python) as tensors and numbers, so that a
+    ``weights_only`` load can read them back."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    version, py_state, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss": py_gauss,
+        },
+    }
+    if device.type == "cuda" and torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    """Restore :func:`_rng_state`."""
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if "numpy" in state:
+        n = state["numpy"]
+        keys = n["keys"].cpu().numpy().astype(np.uint32)
+        np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["gauss"]))
+    if "python" in state:
+        py = state["python"]
+        random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    if "cuda" in state and device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
 class MatchTrainer:
     """Trains a :class:`~rechub_core.model.MatchModel`.
 
@@ -68,7 +139,8 @@ class MatchTrainer:
         n_epoch: maximum epochs.
         earlystop_patience: epochs without improvement of ``metric`` before stopping.
         device: "cpu", "cuda", "cuda:1", ...
-        model_path: run folder for checkpoints; checked writable before training starts.
+        model_path: run folder for checkpoints; checked writable here, and for free space
+            (see :func:`checkpoint_bytes`) when ``fit`` starts.
         seed: seeds initial weights' training noise, shuffling and sampling per epoch, so the
             same seed gives the same metrics and a resumed run the same weights.
         metric: validation metric watched for early stopping (a key of the metrics dict).
@@ -77,6 +149,14 @@ class MatchTrainer:
         verbose: show a progress bar and log epoch summaries.
         sequence_batch_size: users per batch for models trained on every position of their
             sequences (``trains_on_sequences = True``, e.g. SASRec).
+        gather_negatives: under data-parallel training with an in-batch sampler (``in_batch``,
+            ``mixed``), use every rank's positives as negatives (item vectors all-gathered
+            across ranks; gradients reach each rank's own rows). No effect in one process.
+
+    Data-parallel training: start the script (or ``rechub train``) with ``torchrun``; the
+    trainer joins the process group (gloo on CPU, NCCL on CUDA). The loaders' ``batch_size``
+    stays the **global** batch: each of the W ranks takes ``ceil(batch_size / W)`` rows per
+    step from its own shard of the epoch.
     """
 
     def __init__(
@@ -97,6 +177,7 @@ class MatchTrainer:
         grad_clip: float | None = None,
         verbose: bool = True,
         sequence_batch_size: int = 128,
+        gather_negatives: bool = False,
     ) -> None:
         if not isinstance(model, MatchModel):
             raise InputError(
@@ -112,7 +193,13 @@ class MatchTrainer:
         self.mode = mode
         self.loss_fn: CandidateLoss = _resolve("loss", loss, (DEFAULT_LOSS_BY_MODE[mode], {}))
         self.sampler: Sampler = _resolve("sampler", sampler, DEFAULT_SAMPLER_BY_MODE[mode])
-        self.device = torch.device(device)
+        if gather_negatives and not isinstance(self.sampler, InBatchSampler):
+            raise InputError(
+                "gather_negatives shares in-batch negatives across ranks, so it needs an "
+                f"in-batch sampler ('in_batch' or 'mixed'), not {type(self.sampler).__name__}"
+            )
+        self.gather_negatives = gather_negatives
+        self.dist, self.device = distributed.setup(device)
         self.model_path = ensure_writable_dir(model_path)
         self.seed = seed
         torch.manual_seed(seed)
@@ -134,6 +221,7 @@ class MatchTrainer:
         self._sequence_loader: BatchLoader | None = None
         self._last_batch_targets = 0
         self._last_epoch_samples = 0
+        self._step: Callable[..., Tensor] = self.batch_loss  # DDP wraps it under torchrun
 
     # --- training -----------------------------------------------------------------------------
 
@@ -143,17 +231,39 @@ class MatchTrainer:
     def _encode_items(self, loader: BatchLoader, ids: Tensor) -> Tensor:
         return self.model.encode_item(self._to_device(loader.item_batch(ids)))
 
-    def all_item_vectors(self, loader: BatchLoader, batch_size: int = 4096) -> Tensor:
-        """Vectors of every item in the loader's item table, ``(n_items, D)`` (row 0 padding)."""
+    def iter_item_vectors(
+        self, loader: BatchLoader, batch_size: int = 4096, start: int = 0
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Item vectors in batches, for catalogues too large to hold twice: yields
+        ``(ids (n,) int64, vectors (n, D) float32)`` on the CPU for items ``start ..
+        n_items - 1`` of the loader's item table (``start=1`` skips the padding row), without
+        keeping earlier batches."""
         was_training = self.model.training
         self.model.eval()
-        out = []
+        try:
+            with torch.no_grad():
+                for lo in range(start, loader.n_items, batch_size):
+                    ids = torch.arange(lo, min(lo + batch_size, loader.n_items))
+                    yield ids, self._encode_items(loader, ids).float().cpu()
+        finally:
+            self.model.train(was_training)
+
+    def all_item_vectors(self, loader: BatchLoader, batch_size: int = 4096) -> Tensor:
+        """Vectors of every item in the loader's item table, ``(n_items, D)`` (row 0 padding),
+        on the model's device; filled in place batch by batch (no second copy)."""
+        was_training = self.model.training
+        self.model.eval()
+        out: Tensor | None = None
         with torch.no_grad():
             for start in range(0, loader.n_items, batch_size):
                 ids = torch.arange(start, min(start + batch_size, loader.n_items))
-                out.append(self._encode_items(loader, ids))
+                vec = self._encode_items(loader, ids)
+                if out is None:
+                    out = vec.new_empty((loader.n_items, *vec.shape[1:]))
+                out[start : start + vec.shape[0]] = vec
         self.model.train(was_training)
-        return torch.cat(out)
+        assert out is not None
+        return out
 
     def batch_loss(
         self, batch: Mapping[str, Tensor], loader: BatchLoader, gen: torch.Generator
@@ -175,6 +285,8 @@ class MatchTrainer:
             pos = x[id_name]  # (B,)
             user = model.encode_user(x)  # (B, D) or (B, K, D)
         self._last_batch_targets = int(pos.shape[0])
+        if self._gathers:
+            return self._gathered_in_batch_loss(user, pos, loader, gen)
         neg: NegativeSample = self.sampler.sample(pos.cpu(), gen, user_vectors=user)
         neg_ids = neg.ids.to(self.device)
         b = pos.shape[0]
@@ -197,6 +309,14 @@ class MatchTrainer:
             valid[:, 0] = True
         uniq, inverse = torch.unique(cand, return_inverse=True)
         item_vectors = self._encode_items(loader, uniq)[inverse]  # (B+n, D) or (B, 1+n, D)
+        return self._candidate_loss(user, item_vectors, cand, target, valid)
+
+    def _candidate_loss(
+        self, user: Tensor, item_vectors: Tensor, cand: Tensor, target: Tensor, valid: Tensor | None
+    ) -> Tensor:
+        """Loss of users ``(B, D)`` / ``(B, K, D)`` against candidates ``cand`` (``(C,)``
+        shared or ``(B, C)`` per row) with vectors ``(C, D)`` / ``(B, C, D)``."""
+        model = self.model
         logits = model.logits(user, item_vectors, target)  # (B, C)
         log_q = None
         if self.loss_fn.uses_log_q:
@@ -206,6 +326,35 @@ class MatchTrainer:
         loss = self.loss_fn(logits, target, valid, log_q)
         reg = model.regularization()
         return loss if reg is None else loss + reg
+
+    @property
+    def _gathers(self) -> bool:
+        return self.gather_negatives and self.dist.enabled
+
+    def _gathered_in_batch_loss(
+        self, user: Tensor, pos: Tensor, loader: BatchLoader, gen: torch.Generator
+    ) -> Tensor:
+        """In-batch loss where every rank's positives are negatives: the positives' ids and
+        vectors are all-gathered (``G`` rows over all ranks); this rank's rows sit at
+        ``offset ..``, and gradients flow back to them through the gather."""
+        all_pos, offset = self.dist.gather_rows(pos)  # (G,)
+        # the sampler sees the global batch, so its log_q describes the global batch
+        neg = self.sampler.sample(all_pos.cpu(), gen, user_vectors=user)
+        uniq, inverse = torch.unique(pos, return_inverse=True)
+        local = self._encode_items(loader, uniq)[inverse]  # (B, D)
+        gathered, _ = self.dist.gather_rows(local)  # (G, D)
+        neg_ids = neg.ids.to(self.device)
+        if neg_ids.numel():
+            cand = torch.cat([all_pos, neg_ids])  # (G + n,)
+            item_vectors = torch.cat([gathered, self._encode_items(loader, neg_ids)])
+        else:
+            cand, item_vectors = all_pos, gathered
+        b = pos.shape[0]
+        rows = torch.arange(b, device=self.device)
+        target = rows + offset  # (B,)
+        valid = cand.view(1, -1) != pos.view(-1, 1)  # (B, G + n): accidental hits masked
+        valid[rows, target] = True
+        return self._candidate_loss(user, item_vectors, cand, target, valid)
 
     def _step_users(self, x: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Users and positives of sequence training: the model reads ``seq[:, :-1]`` as the
@@ -221,7 +370,15 @@ class MatchTrainer:
 
     def _train_rows(self, loader: BatchLoader) -> BatchLoader:
         """The loader an epoch iterates: per-user sequences for models trained on every
-        position (``trains_on_sequences``), else the loader's rows."""
+        position (``trains_on_sequences``), else the loader's rows; under data-parallel
+        training, this rank's shard of them."""
+        rows = self._epoch_rows(loader)
+        if not self.dist.enabled:
+            return rows
+        per_rank = distributed.per_rank_batch(rows.batch_size, self.dist.world_size)
+        return rows.shard(self.dist.rank, self.dist.world_size, per_rank)
+
+    def _epoch_rows(self, loader: BatchLoader) -> BatchLoader:
         if not getattr(self.model, "trains_on_sequences", False):
             return loader
         if loader.sequences is None:
@@ -263,8 +420,9 @@ class MatchTrainer:
         item_loader = loader
         loader = self._train_rows(loader)
         loader.set_epoch(epoch)
-        gen = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
-        torch.manual_seed(_epoch_seed(self.seed, epoch) + 1)
+        seed = _epoch_seed(self.seed, epoch) + self.dist.seed_offset()
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed + 1)
         self.sampler.on_epoch_start(lambda: self.all_item_vectors(item_loader))
         total, seen, start = 0.0, 0, time.perf_counter()
         columns = (
@@ -273,7 +431,8 @@ class MatchTrainer:
             TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:,.0f} samples/s"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, transient=True, disable=not self.verbose) as progress:
+        show = self.verbose and self.dist.is_main
+        with Progress(*columns, transient=True, disable=not show) as progress:
             task = progress.add_task("train", total=len(loader), epoch=epoch, loss=0.0, rate=0.0)
             for batch in loader:
                 if self._example is None:
@@ -282,7 +441,7 @@ class MatchTrainer:
                         seq = self._example.pop(SEQUENCE_COLUMN)
                         self._example[self.model.history_feature] = seq[:, :-1]
                     self._item_example = loader.item_batch(torch.arange(1, min(3, loader.n_items)))
-                loss = self.batch_loss(batch, loader, gen)
+                loss = self._step(batch, loader, gen)
                 if not torch.isfinite(loss):
                     raise InputError(
                         f"training loss became {loss.item()} at epoch {epoch}; lower the "
@@ -299,6 +458,9 @@ class MatchTrainer:
                 rate = seen / max(time.perf_counter() - start, 1e-9)
                 progress.update(task, advance=1, loss=total / seen, rate=rate)
         elapsed = time.perf_counter() - start
+        if self.dist.enabled:  # the epoch's loss and samples over all ranks
+            total, summed = self.dist.all_sum([total, seen])
+            seen = int(summed)
         self._last_epoch_samples = seen
         return total / max(seen, 1), elapsed
 
@@ -313,9 +475,12 @@ class MatchTrainer:
         Args:
             train_dataloader: training rows with the item table (see ``MatchDataGenerator``).
             val_dataloader: evaluation loader with targets and seen items (optional).
-            resume: continue from ``model_path/checkpoint.pt`` when it exists.
+            resume: continue from ``model_path/checkpoint.pt`` when it exists (after the
+                epoch it was written at; temporary files of a killed run are removed first).
         Returns:
-            One dict per epoch: epoch, loss, seconds, samples_per_s and validation metrics.
+            One dict per epoch: epoch, loss, seconds, samples_per_s (positives per second over
+            all ranks) and validation metrics. Under data-parallel training every rank returns
+            the same history.
         """
         if train_dataloader.item_table is None:
             raise InputError(
@@ -330,11 +495,21 @@ class MatchTrainer:
         validate_loader(self.model, train_dataloader, "train_dataloader", with_items=True)
         if val_dataloader is not None:
             validate_loader(self.model, val_dataloader, "val_dataloader", with_items=False)
+        # a full disk fails now, not at the first checkpoint
+        ensure_writable_dir(self.model_path, min_free_bytes=checkpoint_bytes(self.model))
         self.sampler.bind(train_dataloader.n_items, train_dataloader.item_counts)
         start_epoch, bad_epochs, best_state = 0, 0, None
         ckpt_path = self.model_path / CHECKPOINT
-        if resume and ckpt_path.exists():
-            start_epoch, bad_epochs, best_state = self._load_checkpoint(ckpt_path)
+        if resume:
+            if self.dist.is_main:
+                remove_stale_temp_files(self.model_path)
+            self.dist.barrier()
+            if ckpt_path.exists():
+                start_epoch, bad_epochs, best_state = self._load_checkpoint(ckpt_path)
+                if bad_epochs >= self.patience:  # the run had already stopped early
+                    start_epoch = self.n_epoch
+        if self.dist.enabled:
+            self._step = self.dist.wrap(self.model, self.batch_loss)
         for epoch in range(start_epoch, self.n_epoch):
             loss, seconds = self._train_epoch(train_dataloader, epoch)
             record: dict[str, float] = {
@@ -345,10 +520,8 @@ class MatchTrainer:
             }
             improved = True
             if val_dataloader is not None:
-                metrics = self.evaluate(val_dataloader, train_dataloader)
+                metrics = self._validate(val_dataloader, train_dataloader)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
-                if self.metric not in metrics:
-                    raise InputError(f"metric {self.metric!r} is not one of {sorted(metrics)}")
                 value = metrics[self.metric]
                 improved = value > self.best_metric
                 if improved:
@@ -359,7 +532,7 @@ class MatchTrainer:
             else:
                 bad_epochs += 1
             self.history.append(record)
-            if self.verbose:
+            if self.verbose and self.dist.is_main:
                 log.info(
                     "epoch %d  loss %.4f  %.1fs  %s",
                     epoch,
@@ -367,13 +540,33 @@ class MatchTrainer:
                     seconds,
                     f"val {self.metric} {record.get('val_' + self.metric, float('nan')):.4f}",
                 )
-            self._save_checkpoint(ckpt_path, epoch, bad_epochs, best_state)
+            if self.dist.is_main:
+                self._save_checkpoint(ckpt_path, epoch, bad_epochs, best_state)
             if bad_epochs >= self.patience:
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        save_torch(self.model_path / BEST_WEIGHTS, self._weights_payload(self.model.state_dict()))
+        if self.dist.is_main:
+            state = self.model.state_dict()
+            save_torch(self.model_path / BEST_WEIGHTS, self._weights_payload(state))
+        self.dist.barrier()  # every rank returns once the weights are on disk
         return self.history
+
+    def _validate(self, val_loader: BatchLoader, train_loader: BatchLoader) -> dict[str, float]:
+        """Validation metrics; under data-parallel training computed once, on rank 0, and
+        broadcast, so every rank takes the same early-stopping decision."""
+        metrics: dict[str, float] | None = None
+        error = ""
+        if self.dist.is_main:
+            metrics = self.evaluate(val_loader, train_loader)
+            if self.metric not in metrics:
+                error = f"metric {self.metric!r} is not one of {sorted(metrics)}"
+        if self.dist.enabled:
+            metrics, error = self.dist.broadcast_object((metrics, error))
+        if error:
+            raise InputError(error)
+        assert metrics is not None
+        return metrics
 
     # --- checkpoints --------------------------------------------------------------------------
 
@@ -401,6 +594,9 @@ class MatchTrainer:
                 "optimizer": self.optimizer.state_dict(),
                 "sampler": self.sampler.state_dict(),
                 "history": self.history,
+                "seed": self.seed,
+                "world_size": self.dist.world_size,
+                "rng": _rng_state(self.device),
             }
         )
         save_torch(path, payload)
@@ -413,6 +609,17 @@ class MatchTrainer:
         self.history = list(payload.get("history", []))
         self.best_metric = float(payload.get("best_metric", -math.inf))
         self.best_epoch = int(payload.get("best_epoch", -1))
+        if payload.get("rng"):
+            _set_rng_state(payload["rng"], self.device)
+        saved_world = int(payload.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            log.warning(
+                "%s was written by %d process(es), resuming with %d: later epochs shard the "
+                "data differently than an unbroken run would",
+                path,
+                saved_world,
+                self.dist.world_size,
+            )
         log.info("resuming from %s after epoch %d", path, payload["epoch"])
         return int(payload["epoch"]) + 1, int(payload["bad_epochs"]), payload.get("best_state")
 
@@ -463,14 +670,21 @@ class MatchTrainer:
             )
         was_training = model.training
         model.eval()
-        out = []
+        n_rows = data_loader._rows_per_epoch()
+        out: Tensor | None = None
+        filled = 0
         with torch.no_grad():
             for batch in data_loader:
                 x = self._to_device(batch)
                 vec = model.encode_user(x) if mode == "user" else model.encode_item(x)
-                out.append(vec.cpu())
+                if out is None:  # filled in place: no list of batches and no second copy
+                    out = torch.empty((n_rows, *vec.shape[1:]), dtype=vec.dtype)
+                out[filled : filled + vec.shape[0]] = vec.cpu()
+                filled += vec.shape[0]
         model.train(was_training)
-        return torch.cat(out)
+        if out is None:
+            raise InputError("inference_embedding got an empty loader")
+        return out[:filled]
 
     def export_onnx(
         self,
@@ -495,17 +709,39 @@ class MatchTrainer:
 
 
 def load_weights(model: MatchModel, payload: Mapping[str, Any], source: Any = "") -> None:
-    """Load a rechub weights payload into ``model``, with a clear error when it does not fit."""
+    """Load a rechub weights payload (``model.pt`` or ``checkpoint.pt``) into ``model``.
+
+    Raises :class:`CheckpointError`, naming both sides, when the payload was written in another
+    checkpoint format (another rechub version), holds another model class, or does not fit
+    the model's parameters. Keys saved from a ``DistributedDataParallel`` wrapper
+    (``module.`` prefix) are accepted.
+    """
+    from rechub_core import __version__
+
     if not isinstance(payload, Mapping) or "state_dict" not in payload:
         raise CheckpointError(f"{source} is not a rechub checkpoint (no state_dict)")
+    fmt = payload.get("format", FORMAT_VERSION)
+    if fmt != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source} has checkpoint format {fmt!r} (written by rechub "
+            f"{payload.get('rechub_version', 'unknown')}); this rechub {__version__} reads "
+            f"format {FORMAT_VERSION}; load it with the rechub version that wrote it, or retrain"
+        )
     saved_class = payload.get("model_class")
     if saved_class and saved_class != type(model).__name__:
         raise CheckpointError(
-            f"{source} holds weights of {saved_class}, not {type(model).__name__}; "
-            "load it into the model it was trained with"
+            f"{source} holds weights of {saved_class} (rechub "
+            f"{payload.get('rechub_version', 'unknown')}), not {type(model).__name__} (rechub "
+            f"{__version__}); load it into the model it was trained with"
         )
-    state = payload["state_dict"]
+    state = dict(payload["state_dict"])
     mine = model.state_dict()
+    if (
+        state
+        and all(k.startswith("module.") for k in state)
+        and not any(k.startswith("module.") for k in mine)
+    ):
+        state = {k[len("module.") :]: v for k, v in state.items()}
     missing = sorted(set(mine) - set(state))
     extra = sorted(set(state) - set(mine))
     wrong = sorted(k for k in set(mine) & set(state) if mine[k].shape != state[k].shape)
