@@ -17,15 +17,20 @@ from rechub_core.errors import InputError
 NEG_INF = -1e9  # large finite value: -inf would give NaN gradients when a row is fully masked
 
 
+def _positive(logits: Tensor, target: Tensor) -> Tensor:
+    """``(B, C)`` bool, True at each row's target (a bool scatter: no int64 one-hot)."""
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    return mask.scatter_(1, target.view(-1, 1), True)
+
+
 def _check(logits: Tensor, target: Tensor, valid: Tensor | None) -> Tensor:
     if logits.dim() != 2:
         raise InputError(f"logits must be (B, C), got {tuple(logits.shape)}")
     if target.shape != (logits.shape[0],):
         raise InputError(f"target must be (B,)={logits.shape[0]}, got {tuple(target.shape)}")
     if valid is None:
-        valid = torch.ones_like(logits, dtype=torch.bool)
-    positive = F.one_hot(target, logits.shape[1]).bool()  # (B, C)
-    return valid | positive
+        return torch.ones_like(logits, dtype=torch.bool)
+    return valid.scatter(1, target.view(-1, 1), True)  # the positive always counts
 
 
 class CandidateLoss(nn.Module):
@@ -58,14 +63,14 @@ class BCELoss(CandidateLoss):
         log_q: Tensor | None = None,
     ) -> Tensor:
         keep = _check(logits, target, valid)
-        labels = F.one_hot(target, logits.shape[1]).to(logits.dtype)  # (B, C)
+        labels = _positive(logits, target).to(logits.dtype)  # (B, C)
         per = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")  # (B, C)
         return (per * keep).sum() / keep.sum().clamp(min=1)
 
 
 def _pos_neg(logits: Tensor, target: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
     pos = logits.gather(1, target.view(-1, 1))  # (B, 1)
-    neg_mask = keep & ~F.one_hot(target, logits.shape[1]).bool()  # (B, C)
+    neg_mask = keep & ~_positive(logits, target)  # (B, C)
     return pos, neg_mask
 
 
