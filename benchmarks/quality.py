@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -269,11 +270,17 @@ def main(argv: list[str] | None = None) -> None:
         "--epochs", type=int, default=None, help="default: each model's early-stopping budget"
     )
     ap.add_argument("--seed", type=int, default=2022)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads per model")
+    ap.add_argument("--jobs", type=int, default=1, help="models trained at once")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--work", default="benchmarks/.work/quality")
     ap.add_argument(
         "--rerun-external", action="store_true", help="train peers again, ignoring the cache"
+    )
+    ap.add_argument(
+        "--keep-others",
+        action="store_true",
+        help="keep OUT/quality.json's rows of the models not named in --models",
     )
     ap.add_argument("--trh-epochs", type=int, default=None, help="default: each example's")
     ap.add_argument("--recbole-epochs", type=int, default=None, help="cap (default RecBole's 300)")
@@ -301,7 +308,8 @@ def main(argv: list[str] | None = None) -> None:
         passthrough += ["--data-dir", args.data_dir]
     if args.epochs:
         passthrough += ["--epochs", str(args.epochs)]
-    for model in models:
+
+    def train_ours(model: str) -> dict[str, Any]:
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.quality", "--one", model, *passthrough],
             capture_output=True,
@@ -309,14 +317,22 @@ def main(argv: list[str] | None = None) -> None:
             check=False,
         )
         if proc.returncode == 0:
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
         else:
-            rows.append({"library": "rechub", "model": model, "error": proc.stderr[-400:]})
-        print(
-            f"rechub {model}: {rows[-1].get('metrics', {}).get('ndcg@10', rows[-1].get('error'))}",
-            file=sys.stderr,
-        )
+            row = {"library": "rechub", "model": model, "error": proc.stderr[-400:]}
+        found = row.get("metrics", {}).get("ndcg@10", row.get("error"))
+        print(f"rechub {model}: {found}", file=sys.stderr)
+        return row
+
+    # --jobs N trains N models at once (each in its own process, --threads each)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        rows += list(pool.map(train_ours, models))
     out = Path(args.out)
+    if args.keep_others and (out / "quality.json").exists():  # earlier rows of other models
+        earlier = json.loads((out / "quality.json").read_text())["rows"]
+        rows += [r for r in earlier if r["library"] == "rechub" and r["model"] not in models]
+        rows.sort(key=lambda r: r["model"])
+        models = sorted({*models, *(r["model"] for r in rows)})
     cache = cached_external(out)
     externals = [e for e in args.external.split(",") if e]
     if externals:
