@@ -181,9 +181,7 @@ def run_external(
     A finished output folder under ``work/lib/model`` (same split) is scored again, not
     retrained; delete it (or pass ``--rerun-external``) to train anew."""
     out = work / lib / model
-    done = (out / "info.json").exists() and any(
-        (out / f).exists() for f in ("scores_test.npy", "user_test.npy")
-    )
+    done = (out / "info.json").exists()  # finished, or crashed with its error recorded
     if not done:
         out.mkdir(parents=True, exist_ok=True)
         cmd = [str(VENVS[lib]), str(RUNNERS[lib]), str(split), str(out), "--model", model]
@@ -282,6 +280,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="keep OUT/quality.json's rows of the models not named in --models",
     )
+    ap.add_argument(
+        "--external-done-only",
+        action="store_true",
+        help="only score peers' runs already finished under --work (train none)",
+    )
     ap.add_argument("--trh-epochs", type=int, default=None, help="default: each example's")
     ap.add_argument("--recbole-epochs", type=int, default=None, help="cap (default RecBole's 300)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -343,6 +346,11 @@ def main(argv: list[str] | None = None) -> None:
                 if lib == "recbole" and model not in RECBOLE_MODELS:
                     continue
                 if (lib, model) in cache and not args.rerun_external:
+                    continue
+                if (
+                    args.external_done_only
+                    and not (Path(args.work) / lib / model / "info.json").exists()
+                ):
                     continue
                 if args.rerun_external:
                     shutil.rmtree(Path(args.work) / lib / model, ignore_errors=True)
