@@ -231,6 +231,56 @@ def load_split(split: Path):
     return meta, train, val, test, user_profile, user_cols, item_profile, item_cols
 
 
+def training_frame(meta, train, val, user_profile, user_cols, item_profile, item_cols):
+    """The interactions Torch-RecHub trains on (train + val, ``timestamp`` = position, the val
+    item last) merged with the profiles, and the vocabulary size of every column."""
+    tr = train[["user", "item", "position"]].rename(
+        columns={"user": USER_COL, "item": ITEM_COL, "position": "timestamp"}
+    )
+    last = train.groupby("user")["position"].max()
+    v = val.rename(columns={"user": USER_COL, "item": ITEM_COL}).copy()
+    v["timestamp"] = v[USER_COL].map(last).fillna(-1).astype(np.int64) + 1
+    data = pd.concat([tr, v[[USER_COL, ITEM_COL, "timestamp"]]], ignore_index=True)
+    data = data.merge(user_profile, on=USER_COL, how="left").merge(
+        item_profile, on=ITEM_COL, how="left"
+    )
+    vocab = {USER_COL: meta["n_users"] + 1, ITEM_COL: meta["n_items"] + 1}
+    for c in user_cols[1:]:
+        vocab[c] = int(user_profile[c].max()) + 1
+    for c in item_cols[1:]:
+        vocab[c] = int(item_profile[c].max()) + 1
+    return data, vocab
+
+
+def training_input(data, user_profile, item_profile, ex, max_len, padding, trunc):
+    """Torch-RecHub's own sample building for one example's settings:
+    ``generate_seq_feature_match`` then ``gen_model_input``; returns (frame, model input)."""
+    from torch_rechub.utils.match import gen_model_input, generate_seq_feature_match
+
+    df_train, _df_val = generate_seq_feature_match(
+        data,
+        USER_COL,
+        ITEM_COL,
+        time_col="timestamp",
+        item_attribute_cols=[],
+        sample_method=1,
+        mode=ex.get("gen_mode", ex["mode"]),
+        neg_ratio=ex["neg_ratio"],
+        min_item=0,
+    )
+    x_train = gen_model_input(
+        df_train,
+        user_profile,
+        USER_COL,
+        item_profile,
+        ITEM_COL,
+        seq_max_len=max_len,
+        padding=padding,
+        truncating=trunc,
+    )
+    return df_train, x_train
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -284,7 +334,7 @@ def main() -> int:
         from torch_rechub.models import matching as M
         from torch_rechub.trainers import MatchTrainer
         from torch_rechub.utils.data import MatchDataGenerator, array_replace_with_dict, df_to_dict
-        from torch_rechub.utils.match import gen_model_input, generate_seq_feature_match
+        from torch_rechub.utils.match import gen_model_input
 
         try:
             from importlib.metadata import version as _v
@@ -307,23 +357,9 @@ def main() -> int:
         mode = ex["mode"]
         emb = a.embed_dim or {"NARM": 100, "STAMP": 100, "SINE": 128, "SASRec": 32}.get(a.model, 16)
 
-        # ---- interactions: train + val, time = position (val = last position) -------------
-        tr = train[["user", "item", "position"]].rename(
-            columns={"user": USER_COL, "item": ITEM_COL, "position": "timestamp"}
+        data, feature_max_idx = training_frame(
+            meta, train, val, user_profile, user_cols, item_profile, item_cols
         )
-        last = train.groupby("user")["position"].max()
-        v = val.rename(columns={"user": USER_COL, "item": ITEM_COL}).copy()
-        v["timestamp"] = v[USER_COL].map(last).fillna(-1).astype(np.int64) + 1
-        data = pd.concat([tr, v[[USER_COL, ITEM_COL, "timestamp"]]], ignore_index=True)
-        data = data.merge(user_profile, on=USER_COL, how="left").merge(
-            item_profile, on=ITEM_COL, how="left"
-        )
-
-        feature_max_idx = {USER_COL: U + 1, ITEM_COL: N + 1}
-        for c in user_cols[1:]:
-            feature_max_idx[c] = int(user_profile[c].max()) + 1
-        for c in item_cols[1:]:
-            feature_max_idx[c] = int(item_profile[c].max()) + 1
 
         if a.model == "YoutubeSBC":
             # examples/matching/movielens_utils.get_item_sample_weight: count**0.75 normalised
@@ -340,33 +376,14 @@ def main() -> int:
             )
 
         t_prep = time.perf_counter()
-        gen_mode = ex.get("gen_mode", mode)
-        df_train, _df_val = generate_seq_feature_match(
-            data,
-            USER_COL,
-            ITEM_COL,
-            time_col="timestamp",
-            item_attribute_cols=[],
-            sample_method=1,
-            mode=gen_mode,
-            neg_ratio=ex["neg_ratio"],
-            min_item=0,
-        )
-        x_train = gen_model_input(
-            df_train,
-            user_profile,
-            USER_COL,
-            item_profile,
-            ITEM_COL,
-            seq_max_len=max_len,
-            padding=padding,
-            truncating=trunc,
+        df_train, x_train = training_input(
+            data, user_profile, item_profile, ex, max_len, padding, trunc
         )
         prep_seconds = time.perf_counter() - t_prep
 
         # test users: history = train + val, one row per user in order 1..U
         hist = (
-            pd.concat([tr[[USER_COL, ITEM_COL, "timestamp"]], v[[USER_COL, ITEM_COL, "timestamp"]]])
+            data[[USER_COL, ITEM_COL, "timestamp"]]  # train + val (merges keep the row order)
             .sort_values([USER_COL, "timestamp"], kind="mergesort")
             .groupby(USER_COL)[ITEM_COL]
             .agg(list)
