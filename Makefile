@@ -33,7 +33,7 @@ unit: install
 test: lint unit
 
 bench: install
-	$(BIN)/python -m benchmarks.quality --data movielens-100k --models all --out benchmarks/results
+	$(BIN)/python -m benchmarks.quality --data movielens-100k --models all --jobs 2 --threads 1 --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
