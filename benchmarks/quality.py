@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--data", default="movielens-100k")
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--models", default="all", help="'all' or comma-separated names")
+    ap.add_argument("--models", default="all", help="'all', comma-separated names, or 'none'")
     ap.add_argument("--external", default="", help="comma-separated: torch-rechub, recbole")
     ap.add_argument(
         "--epochs", type=int, default=None, help="default: each model's early-stopping budget"
@@ -294,7 +294,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     from rechub_core.plugins import list_components
 
-    models = list_components("model") if args.models == "all" else args.models.split(",")
+    if args.models == "all":
+        models = list_components("model")
+    else:  # "none" with --keep-others: re-tabulate (and score peers) without training ours
+        models = [] if args.models == "none" else args.models.split(",")
     inter, data = prepared(args)
     rows: list[dict[str, Any]] = []
     passthrough = [
@@ -331,8 +334,10 @@ def main(argv: list[str] | None = None) -> None:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows += list(pool.map(train_ours, models))
     out = Path(args.out)
+    earlier_command = None
     if args.keep_others and (out / "quality.json").exists():  # earlier rows of other models
-        earlier = json.loads((out / "quality.json").read_text())["rows"]
+        before = json.loads((out / "quality.json").read_text())
+        earlier, earlier_command = before["rows"], before.get("command")
         rows += [r for r in earlier if r["library"] == "rechub" and r["model"] not in models]
         rows.sort(key=lambda r: r["model"])
         models = sorted({*models, *(r["model"] for r in rows)})
@@ -372,6 +377,8 @@ def main(argv: list[str] | None = None) -> None:
     mostpop = most_popular_metrics(data.item_counts, t.target, t.seen_indptr, t.seen_indices, ks=KS)
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks.quality " + " ".join(argv if argv is not None else sys.argv[1:])
+    if earlier_command and command not in earlier_command:
+        command = f"{earlier_command}`, then `{command}"
     (out / "quality.json").write_text(
         json.dumps({"command": command, "mostpop": mostpop, "rows": rows}, indent=2, default=str)
         + "\n"
