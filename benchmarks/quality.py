@@ -136,7 +136,9 @@ def score_external(out: Path, data: Any) -> dict[str, float]:
     inv = np.empty_like(order)
     inv[order] = np.arange(len(order))
     if (out / "scores_test.npy").exists():
-        scores = torch.as_tensor(np.load(out / "scores_test.npy"))[torch.as_tensor(inv)]
+        raw = np.load(out / "scores_test.npy")
+        raw[:, 0] = -1e9  # column 0 is the padding id (RecBole writes -inf there); never ranked
+        scores = torch.as_tensor(raw)[torch.as_tensor(inv)]
         items = torch.eye(scores.shape[1])  # scores as "vectors" against one-hot items: exact
         users = scores
     else:
@@ -162,7 +164,10 @@ def external_row(lib: str, model: str, out: Path, data: Any) -> dict[str, Any]:
     ):
         row[key] = info.get(key)
     if row["error"] is None:
-        row["metrics"] = score_external(out, data)
+        try:
+            row["metrics"] = score_external(out, data)
+        except Exception as exc:  # e.g. NaN vectors from a diverged run: the row says so
+            row["error"] = f"its vectors could not be scored: {exc}"
     return row
 
 
@@ -377,8 +382,11 @@ def main(argv: list[str] | None = None) -> None:
     mostpop = most_popular_metrics(data.item_counts, t.target, t.seen_indptr, t.seen_indices, ks=KS)
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks.quality " + " ".join(argv if argv is not None else sys.argv[1:])
-    if earlier_command and command not in earlier_command:
-        command = f"{earlier_command}`, then `{command}"
+    if earlier_command:  # the training command first, then how the table was re-made
+        if command not in earlier_command:
+            command = f"{earlier_command}`, then `{command}"
+        else:
+            command = earlier_command
     (out / "quality.json").write_text(
         json.dumps({"command": command, "mostpop": mostpop, "rows": rows}, indent=2, default=str)
         + "\n"
