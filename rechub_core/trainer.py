@@ -231,6 +231,21 @@ class MatchTrainer:
     def _encode_items(self, loader: BatchLoader, ids: Tensor) -> Tensor:
         return self.model.encode_item(self._to_device(loader.item_batch(ids)))
 
+    def _item_batches(
+        self, loader: BatchLoader, batch_size: int, start: int
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(ids (n,), vectors (n, D))`` on the model's device for items ``start ..
+        n_items - 1``, in eval mode without gradients (the mode is restored afterwards)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for lo in range(start, loader.n_items, batch_size):
+                    ids = torch.arange(lo, min(lo + batch_size, loader.n_items))
+                    yield ids, self._encode_items(loader, ids)
+        finally:
+            self.model.train(was_training)
+
     def iter_item_vectors(
         self, loader: BatchLoader, batch_size: int = 4096, start: int = 0
     ) -> Iterator[tuple[Tensor, Tensor]]:
@@ -238,30 +253,17 @@ class MatchTrainer:
         ``(ids (n,) int64, vectors (n, D) float32)`` on the CPU for items ``start ..
         n_items - 1`` of the loader's item table (``start=1`` skips the padding row), without
         keeping earlier batches."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for lo in range(start, loader.n_items, batch_size):
-                    ids = torch.arange(lo, min(lo + batch_size, loader.n_items))
-                    yield ids, self._encode_items(loader, ids).float().cpu()
-        finally:
-            self.model.train(was_training)
+        for ids, vectors in self._item_batches(loader, batch_size, start):
+            yield ids, vectors.float().cpu()
 
     def all_item_vectors(self, loader: BatchLoader, batch_size: int = 4096) -> Tensor:
         """Vectors of every item in the loader's item table, ``(n_items, D)`` (row 0 padding),
         on the model's device; filled in place batch by batch (no second copy)."""
-        was_training = self.model.training
-        self.model.eval()
         out: Tensor | None = None
-        with torch.no_grad():
-            for start in range(0, loader.n_items, batch_size):
-                ids = torch.arange(start, min(start + batch_size, loader.n_items))
-                vec = self._encode_items(loader, ids)
-                if out is None:
-                    out = vec.new_empty((loader.n_items, *vec.shape[1:]))
-                out[start : start + vec.shape[0]] = vec
-        self.model.train(was_training)
+        for ids, vec in self._item_batches(loader, batch_size, 0):
+            if out is None:
+                out = vec.new_empty((loader.n_items, *vec.shape[1:]))
+            out[int(ids[0]) : int(ids[0]) + vec.shape[0]] = vec
         assert out is not None
         return out
 
