@@ -2,7 +2,7 @@
 ``MatchTrainer``, same model sizes, batch sizes, negatives and data, 2 torch threads each.
 
     python -m benchmarks.throughput [--models DSSM,YoutubeDNN,SASRec] [--threads 2,1] \
-        [--steps 20] [--warmup-steps 3]
+        [--steps 0] [--warmup-steps 3]
 
 Data: the protocol's training rows of MovieLens-100K (DESIGN.md §4): 97,171 (user, positive
 item) rows, history = the previous (at most 50) items. Torch-RecHub gets the same split through
@@ -38,8 +38,8 @@ the same sizes):
   32 user sequences per step, full softmax over the catalogue, Adam lr 3e-3.
 
 Timing, for each ``--threads`` count (default 2, the requested setting, and 1), with a fresh
-model and trainer: ``--warmup-steps`` batches not timed, then ``--steps`` batches (default 20;
-0 = one full epoch) timed. rechub: ``fit`` for one epoch over a loader of the warm-up batches,
+model and trainer: ``--warmup-steps`` batches not timed, then ``--steps`` batches (default 0 =
+one full epoch) timed. rechub: ``fit`` for one epoch over a loader of the warm-up batches,
 then ``fit`` for one epoch over a loader of ``steps`` batches of randomly chosen training rows
 (user sequences for SASRec), timed by the trainer's own epoch clock (loader iteration, negative
 sampling, forward, backward, optimizer step). Torch-RecHub: ``train_one_epoch`` over the first
@@ -312,10 +312,11 @@ def markdown(
         "position of 32 sequences per step, full softmax); it has no Torch-RecHub peer since "
         "Torch-RecHub's SASRec does not train.",
         "",
-        "Threads: 2 is the requested setting. On this 2-core machine, shared with other jobs "
-        "(see the load average), a 2-thread OpenMP region waits whenever the other core is "
-        "busy, which costs milliseconds per tensor op; 1 thread is shown as the "
-        "contention-free reference.",
+        "Threads: 2 is the requested setting. On this 2-core machine a 2-thread OpenMP region "
+        "waits whenever the other core is busy (see the load average at start), which costs "
+        "milliseconds per tensor op; 1 thread is shown as the contention-free reference. "
+        "Full epochs (the default) vary by about 5% between runs here; 20-step timings "
+        "(`--steps 20`) by up to 2x.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -326,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--models", default="DSSM,YoutubeDNN,SASRec")
     ap.add_argument("--threads", default="2,1", help="comma-separated torch thread counts")
-    ap.add_argument("--steps", type=int, default=20, help="timed steps; 0: one full epoch")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps; 0: one full epoch")
     ap.add_argument("--warmup-steps", type=int, default=3)
     ap.add_argument("--data-dir", type=Path, default=None, help="MovieLens-100K folder")
     ap.add_argument("--timeout", type=float, default=420.0, help="seconds per subprocess")
