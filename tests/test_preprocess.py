@@ -121,6 +121,24 @@ def test_trailing_windows_exact() -> None:
     ]
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(1, 99), max_size=12),
+    bounds=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=1, max_size=6),
+    max_len=st.integers(1, 5),
+    pad=st.sampled_from([0, -1]),
+)
+def test_trailing_windows_match_a_plain_loop(values, bounds, max_len, pad) -> None:
+    arr = np.array(values, dtype=np.int64)
+    starts = np.array([min(a, len(values)) for a, _ in bounds])
+    ends = np.array([max(min(b, len(values)), s) for (_, b), s in zip(bounds, starts, strict=True)])
+    out = trailing_windows(arr, starts, ends, max_len, pad=pad)
+    assert out.shape == (len(bounds), max_len)
+    for row, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        recent = values[s:e][-max_len:]
+        assert out[row].tolist() == recent + [pad] * (max_len - len(recent))
+
+
 def test_segments_to_csr_and_group_indptr() -> None:
     values = np.array([5, 3, 5, 1, 9, 9])
     indptr, indices = segments_to_csr(values, np.array([0, 3, 6]), np.array([3, 6, 6]))
