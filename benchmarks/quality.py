@@ -161,6 +161,8 @@ def external_row(lib: str, model: str, out: Path, data: Any) -> dict[str, Any]:
         "train_seconds",
         "peak_rss_mb",
         "notes",
+        "best_epoch",
+        "stopped",
     ):
         row[key] = info.get(key)
     if row["error"] is None:
@@ -248,10 +250,15 @@ def markdown(rows: list[dict[str, Any]], command: str, mostpop: dict[str, float]
             )
         else:
             cells = [_fmt(m.get(k)) for k in REPORTED]
+        epochs = _fmt(r.get("epochs"))
+        if r.get("best_epoch") is not None:  # early-stopping peers: which epoch was scored
+            epochs += f" (best {r['best_epoch'] + 1})"
+        if r.get("stopped"):
+            epochs += ", stopped (time)"
         lines.append(
             f"| {r['library']} | {r['model']} | "
             + " | ".join(cells)
-            + f" | {_fmt(r.get('epochs'))} | {_fmt(r.get('seconds_per_epoch'), 1)} | "
+            + f" | {epochs} | {_fmt(r.get('seconds_per_epoch'), 1)} | "
             f"{_fmt(r.get('samples_per_second'), 0)} | {_fmt(r.get('peak_rss_mb'), 0)} | "
             f"{_fmt(r.get('eval_seconds'), 2)} | {ratio} |"
         )

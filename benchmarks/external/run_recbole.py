@@ -303,9 +303,19 @@ def main() -> int:
 
         trainer._train_epoch = timed_train_epoch
         trainer._valid_epoch = timed_valid_epoch
-        best_valid_score, _best_valid_result = trainer.fit(
-            train_data, valid_data, saved=True, show_progress=False
-        )
+        try:
+            best_valid_score, _best_valid_result = trainer.fit(
+                train_data, valid_data, saved=True, show_progress=False
+            )
+        except Terminated as stop:  # time limit: score the best checkpoint saved so far
+            if not valid_times or not os.path.exists(trainer.saved_model_file):
+                raise
+            best_valid_score = trainer.best_valid_score
+            info["stopped"] = f"{stop} after {len(epoch_times)} complete epochs"
+            notes.append(
+                f"training stopped by a signal after {len(epoch_times)} complete epochs "
+                "(time limit); scored the best validation checkpoint saved by then"
+            )
 
         n_train = len(train_data.dataset)
         info["epochs"] = len(epoch_times)
