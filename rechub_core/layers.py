@@ -305,11 +305,16 @@ class EmbeddingLayer(nn.Module):
                 )
         return ids
 
-    def sequence(self, x: Mapping[str, Tensor], name: str) -> tuple[Tensor, Tensor]:
-        """Embedded sequence ``(B, L, D)`` and its mask ``(B, L)`` (True at real ids)."""
-        seq = self.ids(x, name)  # (B, L)
+    def _sequence_ids(self, x: Mapping[str, Tensor], name: str) -> Tensor:
+        """The checked ``(B, L)`` id tensor of a sequence feature."""
+        seq = self.ids(x, name)
         if seq.dim() != 2:
             raise InputError(f"sequence feature {name!r} must be (B, L), got {tuple(seq.shape)}")
+        return seq
+
+    def sequence(self, x: Mapping[str, Tensor], name: str) -> tuple[Tensor, Tensor]:
+        """Embedded sequence ``(B, L, D)`` and its mask ``(B, L)`` (True at real ids)."""
+        seq = self._sequence_ids(x, name)  # (B, L)
         mask = padding_mask(seq)  # (B, L)
         emb = self.table(name)(seq) * mask.unsqueeze(-1).to(torch.float32)  # (B, L, D)
         return emb, mask
@@ -318,9 +323,7 @@ class EmbeddingLayer(nn.Module):
         """Mean or sum of a sequence's real-id embeddings, ``(B, L)`` ids -> ``(B, D)``, via
         :func:`pooled_embedding` (eager only: traced and exported graphs take the
         :meth:`sequence` path, whose values are the same)."""
-        seq = self.ids(x, name)  # (B, L)
-        if seq.dim() != 2:
-            raise InputError(f"sequence feature {name!r} must be (B, L), got {tuple(seq.shape)}")
+        seq = self._sequence_ids(x, name)  # (B, L)
         return pooled_embedding(self.table(name).weight, seq, mean=mode == "mean")
 
     def embed(self, x: Mapping[str, Tensor], name: str) -> Tensor:
