@@ -315,7 +315,7 @@ def markdown(
         "Threads: 2 is the requested setting. On this 2-core machine a 2-thread OpenMP region "
         "waits whenever the other core is busy (see the load average at start), which costs "
         "milliseconds per tensor op; 1 thread is shown as the contention-free reference. "
-        "Full epochs (the default) vary by about 5% between runs here; 20-step timings "
+        "Full epochs (the default) vary by about 10% between runs here; 20-step timings "
         "(`--steps 20`) by up to 2x.",
     ]
     return "\n".join(lines) + "\n"
