@@ -182,8 +182,10 @@ def run_external(
     seed: int,
     data: Any,
     threads: int,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Train the other library's model in its venv and score it with our metrics.
+    """Train the other library's model in its venv and score it with our metrics (``extra``:
+    more runner arguments).
 
     A finished output folder under ``work/lib/model`` (same split) is scored again, not
     retrained; delete it (or pass ``--rerun-external``) to train anew."""
@@ -195,6 +197,7 @@ def run_external(
         cmd += ["--seed", str(seed), "--threads", str(threads)]
         if epochs is not None:
             cmd += ["--epochs", str(epochs)]
+        cmd += extra or []
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if not (out / "info.json").exists():
             return {"library": lib, "model": model, "error": (proc.stderr or proc.stdout)[-400:]}
@@ -299,6 +302,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--trh-epochs", type=int, default=None, help="default: each example's")
     ap.add_argument("--recbole-epochs", type=int, default=None, help="cap (default RecBole's 300)")
+    ap.add_argument(
+        "--recbole-stopping-step",
+        type=int,
+        default=5,
+        help="RecBole's early-stopping patience in epochs (its default 10; the cached rows used 5)",
+    )
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -372,8 +381,11 @@ def main(argv: list[str] | None = None) -> None:
                 if args.rerun_external:
                     shutil.rmtree(Path(args.work) / lib / model, ignore_errors=True)
                 epochs = args.recbole_epochs if lib == "recbole" else args.trh_epochs
+                extra = (
+                    ["--stopping-step", str(args.recbole_stopping_step)] if lib == "recbole" else []
+                )
                 cache[(lib, model)] = run_external(
-                    lib, model, split, Path(args.work), epochs, args.seed, data, args.threads
+                    lib, model, split, Path(args.work), epochs, args.seed, data, args.threads, extra
                 )
                 found = cache[(lib, model)].get("metrics", {}).get("ndcg@10")
                 print(f"{lib} {model}: {found or cache[(lib, model)]['error']}", file=sys.stderr)
