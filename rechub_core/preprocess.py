@@ -228,23 +228,26 @@ def user_time_item_order(
     ``users`` (N,) in ``[0, n_users]``, ``items`` (N,) in ``[0, n_items]``, ``time_key`` (N,)
     numbers or datetimes. When the three fit one int64 key (integer times spanning less than
     about ``2**63 / (users * items)``, else times replaced by their rank) one stable argsort
-    of that key replaces the three-key lexsort: about 5x faster on 1M rows.
+    of that key replaces the three-key lexsort (480 ms -> ~10 ms on the 1M synthetic set,
+    whose rows arrive grouped by user).
     """
     t = np.asarray(time_key)
     if np.issubdtype(t.dtype, np.datetime64):
         t = t.view(np.int64)
     if len(t) == 0:
         return np.zeros(0, dtype=np.int64)
-    if np.issubdtype(t.dtype, np.integer):
+
+    def too_wide(times: np.ndarray) -> bool:
+        return (n_users + 1) * (int(times.max()) + 1) * (n_items + 1) >= 2**63
+
+    rank = not np.issubdtype(t.dtype, np.integer)  # floats are ranked (NaN sorts last)
+    if not rank:
         t = t.astype(np.int64) - int(t.min())
-        span = int(t.max()) + 1
-        if (n_users + 1) * span * (n_items + 1) >= 2**63:  # too wide: rank the times
-            t = np.unique(t, return_inverse=True)[1].reshape(-1)
-            span = int(t.max()) + 1
-    else:
-        t = np.unique(t, return_inverse=True)[1].reshape(-1)  # floats: rank (NaN sort last)
-        span = int(t.max()) + 1
-    if (n_users + 1) * span * (n_items + 1) >= 2**63:
+        rank = too_wide(t)
+    if rank:
+        t = np.unique(t, return_inverse=True)[1].reshape(-1)
+    span = int(t.max()) + 1
+    if too_wide(t):
         return np.lexsort((items, time_key, users))
     key = (np.asarray(users, dtype=np.int64) * span + t) * (n_items + 1) + items
     return np.argsort(key, kind="stable")
