@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PLUGINS := $(sort $(wildcard plugins/rechub_plugins_*))
+PLUGINS := plugins/rechub_plugins_dssm rechub_plugins_seq rechub_plugins_multiinterest
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 --dist loadfile
 

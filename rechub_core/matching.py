@@ -18,11 +18,11 @@ KNOWN_MODELS: dict[str, tuple[str, str]] = {
         for n in ("DSSM", "FaceBookDSSM", "YoutubeDNN", "YoutubeSBC")
     },
     **{
-        n: ("rechub-plugins-seq", "plugins/rechub_plugins_seq")
+        n: ("rechub-plugins-seq", "rechub_plugins_seq")
         for n in ("GRU4Rec", "NARM", "SASRec", "STAMP")
     },
     **{
-        n: ("rechub-plugins-multiinterest", "plugins/rechub_plugins_multiinterest")
+        n: ("rechub-plugins-multiinterest", "rechub_plugins_multiinterest")
         for n in ("MIND", "SINE", "ComirecDR", "ComirecSA")
     },
 }

@@ -14,6 +14,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from rechub_core.errors import InputError
+from rechub_core.schema import DataSchema
+from rechub_core.towers import ItemEmbeddingTower, TwoTowerModel
 from rechub_plugins_multiinterest import (
     MIND,
     SINE,
@@ -24,10 +28,6 @@ from rechub_plugins_multiinterest import (
     merge_interest_topk,
 )
 from rechub_plugins_multiinterest.base import dynamic_routing, squash
-
-from rechub_core.errors import InputError
-from rechub_core.schema import DataSchema
-from rechub_core.towers import ItemEmbeddingTower, TwoTowerModel
 
 MODELS = {"MIND": MIND, "SINE": SINE, "ComirecDR": ComirecDR, "ComirecSA": ComirecSA}
 N_ITEMS, MAX_LEN, DIM, K = 40, 8, 16, 4

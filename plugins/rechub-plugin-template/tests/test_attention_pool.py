@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from rechub_plugin_template import AttentionPool, AttentionPoolEncoder
 
 from rechub_core import create, get_spec
 from rechub_core.schema import DataSchema
 from rechub_core.towers import TwoTowerModel
+from rechub_plugin_template import AttentionPool, AttentionPoolEncoder
 
 # opt into the kit's fixtures (or run `pytest -p rechub_core.testing`)
 pytest_plugins = ["rechub_core.testing"]
