@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from rechub_core import cli, plugins
+from rechub_core import plugins
+from rechub_core.cli import _common as cli_common
 
 #: Prefix of every fake module, so teardown can drop exactly the modules these tests created.
 FAKE_PREFIX = "fakeplug_"
@@ -92,7 +93,7 @@ def global_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A wide console for the CLI (rich tables wrap at 80 columns otherwise); the root logger,
     which ``rechub train`` reconfigures, is restored afterwards."""
-    monkeypatch.setattr(cli, "console", Console(width=250, color_system=None))
+    monkeypatch.setattr(cli_common, "console", Console(width=250, color_system=None))
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield

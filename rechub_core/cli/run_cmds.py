@@ -1,0 +1,106 @@
+"""Commands on a run folder: ``rechub evaluate``, ``rechub export``, ``rechub recall``."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from rechub_core.cli import _common
+from rechub_core.cli._common import METRIC_KEYS, _fail, _metrics_table
+from rechub_core.errors import RechubError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the run-folder commands to ``app``."""
+
+    @app.command()
+    def evaluate(run: Annotated[Path, typer.Argument(help="Run folder.")]) -> None:
+        """Recompute test metrics of a run folder."""
+        from rechub_core.runs import load_run
+
+        try:
+            loaded = load_run(run)
+            metrics = loaded.trainer().evaluate(loaded.user_loader())
+        except RechubError as exc:
+            _fail(exc)
+            return
+        _common.console.print(
+            _metrics_table(f"{loaded.config.model.name} (test)", {"model": metrics}, METRIC_KEYS)
+        )
+
+    @app.command()
+    def export(
+        run: Annotated[Path, typer.Argument(help="Run folder.")],
+        out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN/onnx).")] = None,
+    ) -> None:
+        """Export both towers to ONNX (checked against PyTorch with onnxruntime)."""
+        from rechub_core.runs import load_run
+
+        try:
+            loaded = load_run(run)
+            trainer = loaded.trainer()
+            target = out or (run / "onnx")
+            for side in ("user", "item"):
+                path = trainer.export_onnx(
+                    target / f"{side}_tower.onnx", mode=side, example=loaded.example(side)
+                )
+                _common.console.print(f"{side} tower: {path}")
+        except RechubError as exc:
+            _fail(exc)
+
+    @app.command()
+    def recall(
+        run: Annotated[Path, typer.Argument(help="Run folder.")],
+        user: Annotated[str | None, typer.Option(help="One raw user id.")] = None,
+        users: Annotated[str | None, typer.Option(help="'all' for every user.")] = None,
+        k: Annotated[int, typer.Option("-k", "--k", help="Items per user.")] = 20,
+        output: Annotated[
+            Path | None, typer.Option(help="Write user_id,rank,item_id,score CSV.")
+        ] = None,
+    ) -> None:
+        """Top-K items for a user (or all users), seen items excluded."""
+        from rechub_core.io import write_text
+        from rechub_core.runs import load_run
+        from rechub_core.runs import recall as do_recall
+
+        if (user is None) == (users is None) or (users is not None and users != "all"):
+            _fail(RechubError("pass exactly one of --user RAW_ID or --users all"))
+        try:
+            loaded = load_run(run)
+            raw: list[Any] | None = None
+            if user is not None:
+                enc = loaded.encoders["user_id"]
+                raw = [_coerce_raw_id(user, enc.classes)]
+            frame = do_recall(loaded, raw, k)
+        except RechubError as exc:
+            _fail(exc)
+            return
+        if output is not None:
+            cols = ["user_id", "rank", "item_id", "score"]
+            write_text(output, frame[cols].to_csv(index=False))
+            _common.console.print(
+                f"wrote {len(frame)} rows for {frame['user_id'].nunique()} users to {output}"
+            )
+            return
+        table = Table(title=f"top {k} for user {user}")
+        for col in frame.columns:
+            if col != "user_id":
+                table.add_column(col)
+        for row in frame.itertuples(index=False):
+            d = row._asdict()
+            d.pop("user_id")
+            table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in d.values()))
+        _common.console.print(table)
+
+
+def _coerce_raw_id(text: str, classes: Any) -> Any:
+    """Raw ids of a run may be ints or strings; match the type the encoder holds."""
+    sample = next(iter(classes), None)
+    if isinstance(sample, int | np.integer) and not isinstance(sample, bool):
+        try:
+            return int(text)
+        except ValueError:
+            raise RechubError(f"user ids of this run are integers; got {text!r}") from None
+    return text
