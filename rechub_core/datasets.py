@@ -29,9 +29,12 @@ __all__ = [
     "DEFAULT_URL",
     "Interactions",
     "download_movielens_100k",
+    "is_sequence_file",
     "load_interactions_file",
     "load_movielens_100k",
+    "load_sequence_file",
     "synthetic_interactions",
+    "write_sequence_file",
 ]
 
 #: The official GroupLens archive of MovieLens-100K.
@@ -427,3 +430,92 @@ def load_interactions_file(
                 f"({exc}); pass --time-col naming a numeric or date column"
             ) from exc
     return Interactions(events=events, users=None, items=None, name=p.stem)
+
+
+# --------------------------------------------------------------------------- sequence files
+
+#: File suffixes read as the sequence-per-line format (``user item item ...``).
+SEQUENCE_SUFFIXES = (".txt",)
+
+
+def is_sequence_file(path: str | os.PathLike[str]) -> bool:
+    """True for a file in the sequence-per-line format, recognised by its suffix (``.txt``)."""
+    return Path(path).suffix.lower() in SEQUENCE_SUFFIXES
+
+
+def _id_array(tokens: list[str]) -> np.ndarray:
+    """Raw ids as int64 when every token is an integer, else as str objects."""
+    try:
+        return np.asarray([int(t) for t in tokens], dtype=np.int64)
+    except ValueError:
+        return np.asarray(tokens, dtype=object)
+
+
+def load_sequence_file(path: str | os.PathLike[str]) -> Interactions:
+    """Read the sequence-per-line format: one line per user, ``user item item ...``, items in
+    time order (the S3-Rec preprocessing of Amazon Sports/Toys and Yelp).
+
+    The position in the line is the time (``timestamp`` 0, 1, 2, ...), so the protocol's last
+    item of a user is the line's last item. Blank lines are skipped. Users with fewer than
+    ``min_interactions`` items are dropped later by :func:`rechub_core.preprocess.prepare`, as
+    for every other input.
+
+    Raises:
+        InputError: naming the file and line number for a line without at least one item and
+            for a user that appears on two lines.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"sequence file {os.fspath(p)!r} does not exist; check the path")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{os.fspath(p)!r} is not UTF-8 text ({exc})") from exc
+    users: list[str] = []
+    lengths: list[int] = []
+    items: list[str] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) < 2:
+            raise InputError(
+                f"{os.fspath(p)!r} line {number}: expected 'user item item ...' (a user id "
+                f"followed by at least one item id), got {line.strip()!r}"
+            )
+        user = tokens[0]
+        if user in first_line:
+            raise InputError(
+                f"{os.fspath(p)!r} line {number}: user {user!r} already has a sequence on line "
+                f"{first_line[user]}; each user needs exactly one line (merge the two)"
+            )
+        first_line[user] = number
+        users.append(user)
+        lengths.append(len(tokens) - 1)
+        items.extend(tokens[1:])
+    if not users:
+        raise InputError(f"{os.fspath(p)!r} has no sequences (empty file)")
+    counts = np.asarray(lengths, dtype=np.int64)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    events = pd.DataFrame(
+        {
+            "user_id": np.repeat(_id_array(users), counts),
+            "item_id": _id_array(items),
+            "timestamp": np.arange(len(items), dtype=np.int64) - starts,  # position in line
+        }
+    )
+    return Interactions(events=events, users=None, items=None, name=p.stem)
+
+
+def write_sequence_file(interactions: Interactions, path: str | os.PathLike[str]) -> Path:
+    """Write ``interactions`` in the sequence-per-line format (users and, per user, items in
+    (timestamp, raw item id) order, as the protocol orders them); returns the path."""
+    ev = interactions.events.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    lines = [
+        " ".join([str(user), *(str(i) for i in group["item_id"].to_numpy())])
+        for user, group in ev.groupby("user_id", sort=True)
+    ]
+    p = Path(path)
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p

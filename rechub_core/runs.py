@@ -67,6 +67,8 @@ def load_interactions(cfg: RunConfig) -> Any:
         raise InputError(
             f"--data {d.source!r} is neither 'synthetic', 'movielens-100k' nor an existing file"
         )
+    if datasets.is_sequence_file(path):  # one line per user: "user item item ..."
+        return datasets.load_sequence_file(path)
     return datasets.load_interactions_file(path, d.user_col, d.item_col, d.time_col)
 
 
