@@ -1,5 +1,7 @@
 """The core's built-in components, registered like any plugin's (hidden from
-``rechub list-plugins`` unless ``--all``)."""
+``rechub list-plugins`` unless ``--all``).
+
+Factories are lazy ``"module:Class"`` strings, so listing components imports no torch."""
 
 from __future__ import annotations
 
@@ -11,69 +13,87 @@ from rechub_core.specs import IndexSpec, LossSpec, SamplerSpec, TowerSpec
 
 @hookimpl
 def rechub_register_losses() -> Iterator[LossSpec]:
-    from rechub_core import losses
-
-    yield LossSpec(name="bce", factory=losses.BCELoss, description="point-wise BCE (mode 0)")
-    yield LossSpec(name="bpr", factory=losses.BPRLoss, description="pair-wise BPR (mode 1)")
     yield LossSpec(
-        name="hinge", factory=losses.HingeLoss, description="pair-wise triplet hinge (mode 1)"
+        name="bce", factory="rechub_core.losses:BCELoss", description="point-wise BCE (mode 0)"
+    )
+    yield LossSpec(
+        name="bpr", factory="rechub_core.losses:BPRLoss", description="pair-wise BPR (mode 1)"
+    )
+    yield LossSpec(
+        name="hinge",
+        factory="rechub_core.losses:HingeLoss",
+        description="pair-wise triplet hinge (mode 1)",
     )
     yield LossSpec(
         name="softmax",
-        factory=losses.SoftmaxLoss,
+        factory="rechub_core.losses:SoftmaxLoss",
         description="list-wise softmax over candidates (mode 2)",
     )
     yield LossSpec(
         name="sampled_softmax",
-        factory=losses.SampledSoftmaxLoss,
+        factory="rechub_core.losses:SampledSoftmaxLoss",
         description="softmax with logQ correction (mode 2)",
     )
 
 
 @hookimpl
 def rechub_register_samplers() -> Iterator[SamplerSpec]:
-    from rechub_core import samplers
-
     yield SamplerSpec(
-        name="none", factory=samplers.NoSampler, description="explicit labels, no negatives"
+        name="none",
+        factory="rechub_core.samplers:NoSampler",
+        description="explicit labels, no negatives",
     )
     yield SamplerSpec(
-        name="uniform", factory=samplers.UniformSampler, description="uniform, never the positive"
+        name="uniform",
+        factory="rechub_core.samplers:UniformSampler",
+        description="uniform, never the positive",
     )
     yield SamplerSpec(
-        name="full", factory=samplers.FullCatalogueSampler, description="every item (full softmax)"
+        name="full",
+        factory="rechub_core.samplers:FullCatalogueSampler",
+        description="every item (full softmax)",
     )
     yield SamplerSpec(
-        name="popularity", factory=samplers.PopularitySampler, description="count ** alpha"
+        name="popularity",
+        factory="rechub_core.samplers:PopularitySampler",
+        description="count ** alpha",
     )
     yield SamplerSpec(
-        name="in_batch", factory=samplers.InBatchSampler, description="other rows' positives"
+        name="in_batch",
+        factory="rechub_core.samplers:InBatchSampler",
+        description="other rows' positives",
     )
     yield SamplerSpec(
-        name="mixed", factory=samplers.MixedSampler, description="in-batch + shared uniform"
+        name="mixed",
+        factory="rechub_core.samplers:MixedSampler",
+        description="in-batch + shared uniform",
     )
     yield SamplerSpec(
         name="hard",
-        factory=samplers.HardNegativeSampler,
+        factory="rechub_core.samplers:HardNegativeSampler",
         description="mined from current item vectors",
     )
 
 
 @hookimpl
 def rechub_register_indexes() -> Iterator[IndexSpec]:
-    from rechub_core import index
-
     yield IndexSpec(
-        name="exact", factory=index.ExactIndex, description="exact inner product (torch)"
+        name="exact",
+        factory="rechub_core.index:ExactIndex",
+        description="exact inner product (torch)",
     )
-    yield IndexSpec(name="faiss", factory=index.FaissIndex, description="faiss flat / hnsw / ivf")
+    yield IndexSpec(
+        name="faiss", factory="rechub_core.index:FaissIndex", description="faiss flat / hnsw / ivf"
+    )
 
 
 @hookimpl
 def rechub_register_towers() -> Iterator[TowerSpec]:
-    from rechub_core import towers
-
     yield TowerSpec(
-        name="item_embedding", factory=towers.ItemEmbeddingTower, description="item id embedding"
+        name="item_embedding",
+        factory="rechub_core.towers:ItemEmbeddingTower",
+        description="item id embedding",
     )
-    yield TowerSpec(name="mlp", factory=towers.MLPTower, description="features -> MLP")
+    yield TowerSpec(
+        name="mlp", factory="rechub_core.towers:MLPTower", description="features -> MLP"
+    )

@@ -22,6 +22,10 @@ class PluginNotInstalledError(RechubError, ImportError):
     """A well-known model whose plugin package is not installed."""
 
 
+class LazyImportError(RechubError, ImportError):
+    """A component registered lazily as ``"module:attr"`` whose module or attribute is missing."""
+
+
 class InputError(RechubError, ValueError):
     """Bad user data: unknown feature, id outside the vocabulary, NaN, empty history, ..."""
 

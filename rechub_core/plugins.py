@@ -15,8 +15,10 @@ list-plugins``) without taking the others down. Environment variables:
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib.metadata as md
+import inspect
 import logging
 import os
 import traceback
@@ -103,6 +105,10 @@ class PluginHost:
         self._plugin_errors: dict[str, str] = {}
         #: problems found when a plugin registered (e.g. a hook without @hookimpl)
         self._register_errors: dict[str, str] = {}
+        #: what the environment kept from loading (see :meth:`load_notes`)
+        self._skipped: list[str] = []
+        self._unmatched: list[str] = []
+        self._autoload_disabled = False
         self._trace = os.environ.get(ENV_TRACE, "") not in ("", "0")
         if self._trace:
             _enable_trace_output()
@@ -124,13 +130,21 @@ class PluginHost:
                 version=_version_of(CORE_DISTRIBUTION),
                 builtin=True,
             )
+        entry_points = sorted(md.entry_points(group=self.group), key=lambda e: e.name)
         if os.environ.get(ENV_DISABLE_AUTOLOAD, "") not in ("", "0"):
+            self._autoload_disabled = True
+            self._skipped = [ep.name for ep in entry_points]
             return
         selection = _env_selection()
-        for ep in sorted(md.entry_points(group=self.group), key=lambda e: e.name):
+        if selection is not None:
+            known = {ep.name for ep in entry_points}
+            known |= {ep.dist.name for ep in entry_points if ep.dist is not None}
+            self._unmatched = sorted(selection - known)
+        for ep in entry_points:
             dist = ep.dist.name if ep.dist is not None else "?"
             version = ep.dist.version if ep.dist is not None else ""
             if selection is not None and ep.name not in selection and dist not in selection:
+                self._skipped.append(ep.name)
                 continue
             if self.pm.has_plugin(ep.name) or ep.name in self._failed:
                 self._entry_point_name_taken(ep.name, dist, version)
@@ -152,6 +166,38 @@ class PluginHost:
                 )
                 continue
             self.register(plugin, name=ep.name, distribution=dist, version=version)
+
+    def load_notes(self) -> list[str]:
+        """Why installed plugins were not loaded, one sentence each naming the variable to
+        change (``RECHUB_DISABLE_PLUGIN_AUTOLOAD``, ``RECHUB_PLUGINS``); empty when none was
+        kept out."""
+        self.load()
+        installed = ", ".join(self._skipped)
+        notes: list[str] = []
+        if self._autoload_disabled:
+            if self._skipped:
+                notes.append(
+                    f"{ENV_DISABLE_AUTOLOAD} is set, so no plugin was loaded ({len(self._skipped)} "
+                    f"installed: {installed}); unset it to load them"
+                )
+            return notes
+        raw = os.environ.get(ENV_PLUGINS)
+        if self._unmatched:
+            names = sorted(
+                {ep.name for ep in md.entry_points(group=self.group)}
+                | {ep.dist.name for ep in md.entry_points(group=self.group) if ep.dist is not None}
+            )
+            notes.append(
+                f"{ENV_PLUGINS}={raw} names no installed plugin: {', '.join(self._unmatched)}; "
+                f"use entry-point or package names ({', '.join(names) or 'none installed'}), "
+                f"or unset {ENV_PLUGINS} to load every plugin"
+            )
+        if self._skipped:
+            notes.append(
+                f"{ENV_PLUGINS}={raw} left out {len(self._skipped)} installed plugin(s): "
+                f"{installed}; add them to it, or unset {ENV_PLUGINS} to load every plugin"
+            )
+        return notes
 
     def _entry_point_name_taken(self, name: str, dist: str, version: str) -> None:
         """Record that ``dist`` was not loaded because another distribution already uses its
@@ -202,14 +248,12 @@ class PluginHost:
         unknown = [c.name for c in self.pm.get_hookcallers(plugin) or [] if not c.has_spec()]
         if unknown:
             self.pm.unregister(plugin)
-            known = ", ".join(sorted(n for n in dir(self.pm.hook) if n.startswith("rechub_")))
             self._failed[name] = PluginInfo(
                 name=name,
                 distribution=distribution,
                 version=version,
                 status="error",
-                error=f"implements unknown hook(s) {', '.join(sorted(unknown))} "
-                f"(a typo? known hooks: {known})",
+                error=_unknown_hooks_message(unknown, self._known_hooks()),
                 builtin=builtin,
             )
             return False
@@ -218,7 +262,7 @@ class PluginHost:
         implemented = {c.name for c in self.pm.get_hookcallers(plugin) or []}
         unmarked = [
             hook
-            for hook in sorted(n for n in dir(self.pm.hook) if n.startswith("rechub_"))
+            for hook in self._known_hooks()
             if hook not in implemented and callable(getattr(plugin, hook, None))
         ]
         if unmarked:
@@ -227,6 +271,15 @@ class PluginHost:
                 "(decorate it: from rechub_core.hookspecs import hookimpl)"
             )
         return True
+
+    def _known_hooks(self) -> list[str]:
+        """Names of the hook specifications (pluggy also keeps callers for misspelt hooks that
+        a plugin implemented; those have no spec and are not listed)."""
+        return sorted(
+            n
+            for n in dir(self.pm.hook)
+            if n.startswith("rechub_") and getattr(self.pm.hook, n).has_spec()
+        )
 
     def unregister(self, name: str) -> None:
         """Remove a plugin registered under ``name`` (tests use this to clean up)."""
@@ -314,14 +367,42 @@ class PluginHost:
             )
         return entries[0].spec
 
-    def create(self, kind: str, name: str, /, **params: Any) -> Any:
-        """Build the component ``name`` of ``kind`` with keyword ``params``."""
+    def create(self, kind: str, name: str, /, *args: Any, **params: Any) -> Any:
+        """Build the component ``name`` of ``kind`` with keyword ``params``.
+
+        Raises:
+            RechubError: positional parameters, an unknown keyword or a missing required one;
+                the message lists the keywords the component accepts.
+        """
         spec = self.get_spec(kind, name)
+        factory = spec.factory
+        accepted, required = _keywords_of(factory)
+        where = f"cannot create {kind} {spec.name!r}"
+        if args:
+            raise RechubError(
+                f"{where}: got {len(args)} positional parameter(s) after the name; pass every "
+                f"parameter by keyword, e.g. create({kind!r}, {spec.name!r}, "
+                f"{(required or accepted or ['param'])[0]}=...); "
+                f"{_accepted_text(accepted, required)}"
+            )
+        if accepted is not None:
+            unknown = sorted(set(params) - set(accepted))
+            missing = [r for r in required if r not in params]
+            if unknown or missing:
+                problems = []
+                if unknown:
+                    hints = [_close_hint(u, accepted) for u in unknown]
+                    problems.append("unknown keyword(s) " + ", ".join(hints))
+                if missing:
+                    problems.append("missing required keyword(s) " + ", ".join(missing))
+                raise RechubError(
+                    f"{where}: {'; '.join(problems)}; {_accepted_text(accepted, required)}"
+                )
         try:
-            return spec.factory(**params)
+            return factory(**params)
         except TypeError as exc:
             if "unexpected keyword" in str(exc) or "required" in str(exc):
-                raise RechubError(f"cannot create {kind} {spec.name!r}: {exc}") from exc
+                raise RechubError(f"{where}: {exc}; {_accepted_text(accepted, required)}") from exc
             raise
 
     def list_components(self, kind: str, pattern: str | None = None) -> list[str]:
@@ -380,6 +461,56 @@ class PluginHost:
                 log.warning("plugin %s failed to add commands: %s", impl.plugin_name, exc)
 
 
+def _unknown_hooks_message(unknown: Iterable[str], known: list[str]) -> str:
+    """``implements unknown hook(s) X (did you mean Y?) ...``: names the likely intended hook."""
+    parts = []
+    for hook in sorted(unknown):
+        close = difflib.get_close_matches(hook, known, n=1, cutoff=0.6)
+        parts.append(f"{hook} (did you mean {close[0]}?)" if close else hook)
+    return (
+        f"implements unknown hook(s) {', '.join(parts)}: rename the function to a hook rechub "
+        f"defines; known hooks: {', '.join(known)}"
+    )
+
+
+def _keywords_of(factory: Any) -> tuple[list[str] | None, list[str]]:
+    """(accepted keyword names, required ones) of ``factory``; accepted is None when it takes
+    ``**kwargs`` or has no readable signature (then anything is passed through)."""
+    init = getattr(factory, "__init__", None) if isinstance(factory, type) else None
+    if getattr(init, "__qualname__", "") == "Module.__init__":
+        return [], []  # a torch module without its own __init__ takes no parameters
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None, []
+    accepted: list[str] = []
+    required: list[str] = []
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None, required
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
+            continue
+        accepted.append(p.name)
+        if p.default is inspect.Parameter.empty:
+            required.append(p.name)
+    return accepted, required
+
+
+def _accepted_text(accepted: list[str] | None, required: list[str]) -> str:
+    if accepted is None:
+        return "see the component's documentation for its parameters"
+    if not accepted:
+        return "it takes no parameters"
+    req = f" (required: {', '.join(required)})" if required else ""
+    return f"accepted keywords: {', '.join(accepted)}{req}"
+
+
+def _close_hint(name: str, accepted: list[str]) -> str:
+    close = [a for a in accepted if a.startswith(name) or name.startswith(a)]
+    close = close or difflib.get_close_matches(name, accepted, n=1, cutoff=0.6)
+    return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
+
+
 def _enable_trace_output() -> None:
     """Make ``RECHUB_TRACE_HOOKS`` visible: hook calls are logged at DEBUG, and written to
     stderr when the application has configured no logging that would show them."""
@@ -416,9 +547,12 @@ def reset_host() -> None:
     _HOST = None
 
 
-def create(kind: str, name: str, /, **params: Any) -> Any:
-    """Build a registered component: ``create("loss", "sampled_softmax", logq_correction=True)``."""
-    return get_host().create(kind, name, **params)
+def create(kind: str, name: str, /, *args: Any, **params: Any) -> Any:
+    """Build a registered component: ``create("loss", "sampled_softmax", logq_correction=True)``.
+
+    Parameters go by keyword; positional ones, unknown or missing keywords raise
+    :class:`RechubError` listing the keywords the component accepts."""
+    return get_host().create(kind, name, *args, **params)
 
 
 def list_components(kind: str, pattern: str | None = None) -> list[str]:

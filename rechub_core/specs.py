@@ -2,10 +2,16 @@
 
 Each record names one component and the callable that builds it. Records are frozen attrs
 classes, so a plugin cannot change a registration after the registry has seen it.
+
+A factory (and a model's ``from_schema``) may be given lazily as a ``"module:attr"`` string,
+like timm's lazy registry: the module is imported on first use of ``spec.factory``, so listing
+plugins or components (``rechub list-plugins``, ``rechub --help``) imports neither torch nor the
+plugins' model modules.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -30,12 +36,49 @@ def _check_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         )
 
 
-def _check_callable(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+_TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def _check_factory(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is None and attribute.name == "_from_schema":
+        return
+    if isinstance(value, str):
+        if not _TARGET_RE.match(value):
+            raise ValueError(
+                f"{type(instance).__name__}.{attribute.alias}={value!r} is not a lazy target: "
+                "write 'package.module:Name' (or 'package.module:Name.from_schema'), or pass "
+                "the callable itself"
+            )
+        return
     if not callable(value):
         raise TypeError(
-            f"{type(instance).__name__}.{attribute.name} must be callable (a class or a "
-            f"function that builds the component), got {type(value).__name__}"
+            f"{type(instance).__name__}.{attribute.alias} must be callable (a class or a "
+            "function that builds the component) or a lazy 'module:attr' string, got "
+            f"{type(value).__name__}"
         )
+
+
+def resolve_target(target: str, *, what: str = "factory") -> Any:
+    """Import ``"package.module:attr.sub"`` and return that attribute.
+
+    Raises:
+        LazyImportError: the module does not import or has no such attribute; the message
+            names the target and the fix (reinstall the plugin that registered it).
+    """
+    from rechub_core.errors import LazyImportError
+
+    module_name, _, attr_path = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr_path.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise LazyImportError(
+            f"the {what} registered as {target!r} cannot be loaded: {exc}; reinstall the "
+            f"plugin that provides {module_name.split('.')[0]!r} (pip install -e <its folder>), "
+            "or fix the 'module:attr' string in its registration"
+        ) from exc
+    return obj
 
 
 @attrs.frozen(kw_only=True)
@@ -44,15 +87,29 @@ class ComponentSpec:
 
     Attributes:
         name: the name users pass to ``create(kind, name)``; matched case-insensitively.
-        factory: class or function that builds the component from keyword parameters.
+        factory: class or function that builds the component from keyword parameters, or a
+            lazy ``"module:attr"`` string imported on first use (reading ``spec.factory``
+            always gives the callable; ``spec.target`` the string, or None).
         description: one line shown by ``rechub list-components``.
     """
 
     kind: ClassVar[str] = "component"
 
     name: str = attrs.field(validator=_check_name)
-    factory: Callable[..., Any] = attrs.field(validator=_check_callable)
+    _factory: Callable[..., Any] | str = attrs.field(validator=_check_factory, alias="factory")
     description: str = ""
+
+    @property
+    def factory(self) -> Callable[..., Any]:
+        """The callable that builds the component (imports a lazy target on first use)."""
+        if isinstance(self._factory, str):
+            return resolve_target(self._factory, what=f"{self.kind} {self.name!r}")
+        return self._factory
+
+    @property
+    def target(self) -> str | None:
+        """The lazy ``"module:attr"`` of the factory, or None when given as a callable."""
+        return self._factory if isinstance(self._factory, str) else None
 
 
 @attrs.frozen(kw_only=True)
@@ -86,9 +143,31 @@ class SamplerSpec(ComponentSpec):
 
 @attrs.frozen(kw_only=True)
 class IndexSpec(ComponentSpec):
-    """An item index: build from item vectors, search top-K for user vectors."""
+    """An item index: ``factory(**params)`` builds an empty :class:`rechub_core.index.Index`
+    (built from item vectors, searched top-K for user vectors); :meth:`load` reads one back.
+
+    Attributes:
+        loader: ``loader(path) -> Index`` reading a file the index's ``save`` wrote; default:
+            the factory's ``load`` classmethod (every ``Index`` subclass has one).
+    """
 
     kind: ClassVar[str] = "index"
+    loader: Callable[..., Any] | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.is_callable())
+    )
+
+    def load(self, path: Any) -> Any:
+        """The index saved at ``path`` (a run folder's ``index.npz``)."""
+        from rechub_core.errors import CheckpointError
+
+        loader = self.loader or getattr(self.factory, "load", None)
+        if not callable(loader):
+            raise CheckpointError(
+                f"index {self.name!r} cannot read saved indexes: its IndexSpec has no loader "
+                "and its factory no load(); its plugin must subclass rechub_core.index.Index "
+                "or register IndexSpec(loader=...)"
+            )
+        return loader(path)
 
 
 @attrs.frozen(kw_only=True)
@@ -132,14 +211,24 @@ class ModelSpec(ComponentSpec):
         modes: the training modes (0/1/2) the model supports.
         from_schema: ``from_schema(schema, **params) -> model`` builds the model for a prepared
             data set (see :class:`rechub_core.schema.DataSchema`); used by ``rechub train``.
+            A lazy ``"module:Class.from_schema"`` string is imported on first use.
         train_defaults: how the CLI trains it when no config says otherwise.
     """
 
     kind: ClassVar[str] = "model"
     family: str = ""
     modes: tuple[int, ...] = (0, 1, 2)
-    from_schema: Callable[..., Any] | None = None
+    _from_schema: Callable[..., Any] | str | None = attrs.field(
+        default=None, validator=_check_factory, alias="from_schema"
+    )
     train_defaults: TrainDefaults = attrs.field(factory=TrainDefaults)
+
+    @property
+    def from_schema(self) -> Callable[..., Any] | None:
+        """``from_schema(schema, **params)``, imported on first use when given lazily."""
+        if isinstance(self._from_schema, str):
+            return resolve_target(self._from_schema, what=f"from_schema of model {self.name!r}")
+        return self._from_schema
 
 
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {

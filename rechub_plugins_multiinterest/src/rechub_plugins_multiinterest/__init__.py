@@ -1,16 +1,43 @@
-"""Multi-interest retrieval models for rechub: MIND, SINE, ComirecDR, ComirecSA."""
+"""Multi-interest retrieval models for rechub: MIND, SINE, ComirecDR, ComirecSA.
 
-from rechub_plugins_multiinterest.base import (
-    MultiInterestEncoder,
-    MultiInterestModel,
-    category_diversity,
-    controllable_aggregation,
-    merge_interest_topk,
-)
-from rechub_plugins_multiinterest.comirec_dr import ComirecDR, ComirecDREncoder
-from rechub_plugins_multiinterest.comirec_sa import ComirecSA, ComirecSAEncoder
-from rechub_plugins_multiinterest.mind import MIND, MINDEncoder
-from rechub_plugins_multiinterest.sine import SINE, SINEEncoder
+Names are imported on first access (PEP 562), so that loading the plugin (its ``plugin``
+module) to list it imports neither torch nor the model modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rechub_plugins_multiinterest.base import (
+        MultiInterestEncoder,
+        MultiInterestModel,
+        category_diversity,
+        controllable_aggregation,
+        merge_interest_topk,
+    )
+    from rechub_plugins_multiinterest.comirec_dr import ComirecDR, ComirecDREncoder
+    from rechub_plugins_multiinterest.comirec_sa import ComirecSA, ComirecSAEncoder
+    from rechub_plugins_multiinterest.mind import MIND, MINDEncoder
+    from rechub_plugins_multiinterest.sine import SINE, SINEEncoder
+
+#: public name -> the submodule that defines it
+_SOURCES: dict[str, str] = {
+    "MultiInterestEncoder": "base",
+    "MultiInterestModel": "base",
+    "category_diversity": "base",
+    "controllable_aggregation": "base",
+    "merge_interest_topk": "base",
+    "ComirecDR": "comirec_dr",
+    "ComirecDREncoder": "comirec_dr",
+    "ComirecSA": "comirec_sa",
+    "ComirecSAEncoder": "comirec_sa",
+    "MIND": "mind",
+    "MINDEncoder": "mind",
+    "SINE": "sine",
+    "SINEEncoder": "sine",
+}
 
 __all__ = [
     "MIND",
@@ -27,3 +54,15 @@ __all__ = [
     "controllable_aggregation",
     "merge_interest_topk",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SOURCES:
+        value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SOURCES])

@@ -1,5 +1,10 @@
 """Registration of the multi-interest models and encoders with rechub (entry point
-``rechub: multiinterest``)."""
+``rechub: multiinterest``).
+
+Registered lazily (``"module:Class"``): listing them imports neither torch nor the model
+modules. Every multi-interest model supports mode 2 only (MultiInterestModel.supported_modes;
+a test checks).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,10 @@ from collections.abc import Iterator
 
 from rechub_core.hookspecs import hookimpl
 from rechub_core.specs import EncoderSpec, ModelSpec, TrainDefaults
-from rechub_plugins_multiinterest.comirec_dr import ComirecDR, ComirecDREncoder
-from rechub_plugins_multiinterest.comirec_sa import ComirecSA, ComirecSAEncoder
-from rechub_plugins_multiinterest.mind import MIND, MINDEncoder
-from rechub_plugins_multiinterest.sine import SINE, SINEEncoder
 
 FAMILY = "multi_interest"
+_PKG = "rechub_plugins_multiinterest"
+_MODES = (2,)
 
 #: an exact softmax over the catalogue on the training rows (lr tuned on ComirecSA, validation)
 FULL_SOFTMAX = TrainDefaults(
@@ -22,18 +25,34 @@ FULL_SOFTMAX = TrainDefaults(
 
 @hookimpl
 def rechub_register_models() -> Iterator[ModelSpec]:
-    for cls, description in (
-        (MIND, "capsule routing with a shared bilinear map, label-aware attention (CIKM 2019)"),
-        (SINE, "sparse interests from a concept pool, covariance regulariser (WSDM 2021)"),
-        (ComirecDR, "dynamic-routing interests, controllable aggregation (KDD 2020)"),
-        (ComirecSA, "self-attentive interests, controllable aggregation (KDD 2020)"),
+    for name, module, description in (
+        (
+            "MIND",
+            "mind",
+            "capsule routing with a shared bilinear map, label-aware attention (CIKM 2019)",
+        ),
+        (
+            "SINE",
+            "sine",
+            "sparse interests from a concept pool, covariance regulariser (WSDM 2021)",
+        ),
+        (
+            "ComirecDR",
+            "comirec_dr",
+            "dynamic-routing interests, controllable aggregation (KDD 2020)",
+        ),
+        (
+            "ComirecSA",
+            "comirec_sa",
+            "self-attentive interests, controllable aggregation (KDD 2020)",
+        ),
     ):
         yield ModelSpec(
-            name=cls.__name__,
-            factory=cls,
+            name=name,
+            factory=f"{_PKG}.{module}:{name}",
             family=FAMILY,
-            modes=cls.supported_modes,
-            from_schema=cls.from_schema,
+            modes=_MODES,
+            from_schema=f"{_PKG}.{module}:{name}.from_schema",
             description=description,
             train_defaults=FULL_SOFTMAX,
         )
@@ -42,23 +61,26 @@ def rechub_register_models() -> Iterator[ModelSpec]:
 @hookimpl
 def rechub_register_encoders() -> Iterator[EncoderSpec]:
     yield EncoderSpec(
-        name="mind", factory=MINDEncoder, multi_interest=True, description="MIND's routing encoder"
+        name="mind",
+        factory=f"{_PKG}.mind:MINDEncoder",
+        multi_interest=True,
+        description="MIND's routing encoder",
     )
     yield EncoderSpec(
         name="sine",
-        factory=SINEEncoder,
+        factory=f"{_PKG}.sine:SINEEncoder",
         multi_interest=True,
         description="SINE's sparse-interest encoder",
     )
     yield EncoderSpec(
         name="comirec_dr",
-        factory=ComirecDREncoder,
+        factory=f"{_PKG}.comirec_dr:ComirecDREncoder",
         multi_interest=True,
         description="ComiRec-DR's routing encoder",
     )
     yield EncoderSpec(
         name="comirec_sa",
-        factory=ComirecSAEncoder,
+        factory=f"{_PKG}.comirec_sa:ComirecSAEncoder",
         multi_interest=True,
         description="ComiRec-SA's attentive encoder",
     )

@@ -1,10 +1,35 @@
-"""Sequential retrieval models for rechub: GRU4Rec, NARM, SASRec, STAMP."""
+"""Sequential retrieval models for rechub: GRU4Rec, NARM, SASRec, STAMP.
 
-from rechub_plugins_seq.base import SequenceEncoder, SequentialModel, StepEncoder
-from rechub_plugins_seq.gru4rec import GRU4Rec, GRU4RecEncoder
-from rechub_plugins_seq.narm import NARM, NARMEncoder
-from rechub_plugins_seq.sasrec import SASRec, SASRecEncoder
-from rechub_plugins_seq.stamp import STAMP, STAMPEncoder
+Names are imported on first access (PEP 562), so that loading the plugin (its ``plugin``
+module) to list it imports neither torch nor the model modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rechub_plugins_seq.base import SequenceEncoder, SequentialModel, StepEncoder
+    from rechub_plugins_seq.gru4rec import GRU4Rec, GRU4RecEncoder
+    from rechub_plugins_seq.narm import NARM, NARMEncoder
+    from rechub_plugins_seq.sasrec import SASRec, SASRecEncoder
+    from rechub_plugins_seq.stamp import STAMP, STAMPEncoder
+
+#: public name -> the submodule that defines it
+_SOURCES: dict[str, str] = {
+    "SequenceEncoder": "base",
+    "SequentialModel": "base",
+    "StepEncoder": "base",
+    "GRU4Rec": "gru4rec",
+    "GRU4RecEncoder": "gru4rec",
+    "NARM": "narm",
+    "NARMEncoder": "narm",
+    "SASRec": "sasrec",
+    "SASRecEncoder": "sasrec",
+    "STAMP": "stamp",
+    "STAMPEncoder": "stamp",
+}
 
 __all__ = [
     "NARM",
@@ -19,3 +44,15 @@ __all__ = [
     "SequentialModel",
     "StepEncoder",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SOURCES:
+        value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SOURCES])

@@ -15,12 +15,19 @@ from collections.abc import Iterator
 
 from rechub_core.hookspecs import hookimpl
 from rechub_core.specs import EncoderSpec, ModelSpec, TrainDefaults
-from rechub_plugins_seq.gru4rec import GRU4Rec, GRU4RecEncoder
-from rechub_plugins_seq.narm import NARM, NARMEncoder
-from rechub_plugins_seq.sasrec import SASRec, SASRecEncoder
-from rechub_plugins_seq.stamp import STAMP, STAMPEncoder
 
 FAMILY = "sequential"
+
+#: model name -> (module, description); registered lazily as "module:Name" (and the encoder as
+#: "module:NameEncoder"), so listing them imports neither torch nor the model modules. Every
+#: sequential model supports modes 0, 1 and 2 (SequentialModel.supported_modes; a test checks).
+_MODELS: dict[str, tuple[str, str]] = {
+    "GRU4Rec": ("gru4rec", "GRU over the ordered history, last state (Hidasi et al. 2015)"),
+    "NARM": ("narm", "GRU last state + attention over all states (CIKM 2017)"),
+    "SASRec": ("sasrec", "causal self-attention, trained on every position (ICDM 2018)"),
+    "STAMP": ("stamp", "attention memory + last click short-term interest (KDD 2018)"),
+}
+_MODES = (0, 1, 2)
 
 
 def _full_softmax(**kw: object) -> TrainDefaults:
@@ -40,32 +47,23 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
 
 @hookimpl
 def rechub_register_models() -> Iterator[ModelSpec]:
-    described = (
-        (GRU4Rec, "GRU over the ordered history, last state (Hidasi et al. 2015)"),
-        (NARM, "GRU last state + attention over all states (CIKM 2017)"),
-        (SASRec, "causal self-attention, trained on every position (ICDM 2018)"),
-        (STAMP, "attention memory + last click short-term interest (KDD 2018)"),
-    )
-    for cls, description in described:
+    for name, (module, description) in _MODELS.items():
         yield ModelSpec(
-            name=cls.__name__,
-            factory=cls,
+            name=name,
+            factory=f"rechub_plugins_seq.{module}:{name}",
             family=FAMILY,
-            modes=cls.supported_modes,
-            from_schema=cls.from_schema,
+            modes=_MODES,
+            from_schema=f"rechub_plugins_seq.{module}:{name}.from_schema",
             description=description,
-            train_defaults=TRAIN_DEFAULTS[cls.__name__],
+            train_defaults=TRAIN_DEFAULTS[name],
         )
 
 
 @hookimpl
 def rechub_register_encoders() -> Iterator[EncoderSpec]:
-    for name, cls in (
-        ("gru4rec", GRU4RecEncoder),
-        ("narm", NARMEncoder),
-        ("sasrec", SASRecEncoder),
-        ("stamp", STAMPEncoder),
-    ):
+    for name, (module, _) in _MODELS.items():
         yield EncoderSpec(
-            name=name, factory=cls, description=f"{cls.model_name} user encoder over the history"
+            name=module,
+            factory=f"rechub_plugins_seq.{module}:{name}Encoder",
+            description=f"{name} user encoder over the history",
         )

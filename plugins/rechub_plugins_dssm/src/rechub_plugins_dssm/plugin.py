@@ -1,4 +1,9 @@
-"""Registration of the DSSM-family models with rechub (entry point ``rechub: dssm``)."""
+"""Registration of the DSSM-family models with rechub (entry point ``rechub: dssm``).
+
+Models are registered lazily (``"module:Class"``): listing them imports neither torch nor the
+model modules; ``create`` / ``get_spec(...).factory`` imports one on first use. ``modes``
+repeat each class's ``supported_modes`` (a test checks they agree).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,9 @@ from collections.abc import Iterator
 
 from rechub_core.hookspecs import hookimpl
 from rechub_core.specs import ModelSpec, TrainDefaults
-from rechub_plugins_dssm.dssm import DSSM
-from rechub_plugins_dssm.facebook_dssm import FaceBookDSSM
-from rechub_plugins_dssm.youtube_dnn import YoutubeDNN
-from rechub_plugins_dssm.youtube_sbc import YoutubeSBC
 
 FAMILY = "dssm"
+_PKG = "rechub_plugins_dssm"
 
 #: an exact softmax over the catalogue; lr 3e-3 chosen over 1e-3 on MovieLens-100K validation
 FULL_SOFTMAX = TrainDefaults(mode=2, loss="softmax", sampler="full", lr=3e-3)
@@ -21,19 +23,19 @@ FULL_SOFTMAX = TrainDefaults(mode=2, loss="softmax", sampler="full", lr=3e-3)
 def rechub_register_models() -> Iterator[ModelSpec]:
     yield ModelSpec(
         name="DSSM",
-        factory=DSSM,
+        factory=f"{_PKG}.dssm:DSSM",
         family=FAMILY,
-        modes=DSSM.supported_modes,
-        from_schema=DSSM.from_schema,
+        modes=(0, 1, 2),
+        from_schema=f"{_PKG}.dssm:DSSM.from_schema",
         description="two MLP towers, cosine / temperature (CIKM 2013)",
         train_defaults=FULL_SOFTMAX,
     )
     yield ModelSpec(
         name="FaceBookDSSM",
-        factory=FaceBookDSSM,
+        factory=f"{_PKG}.facebook_dssm:FaceBookDSSM",
         family=FAMILY,
-        modes=FaceBookDSSM.supported_modes,
-        from_schema=FaceBookDSSM.from_schema,
+        modes=(1,),
+        from_schema=f"{_PKG}.facebook_dssm:FaceBookDSSM.from_schema",
         description="deeper cosine towers, pair-wise with hard negatives (KDD 2020)",
         train_defaults=TrainDefaults(
             mode=1,
@@ -45,19 +47,19 @@ def rechub_register_models() -> Iterator[ModelSpec]:
     )
     yield ModelSpec(
         name="YoutubeDNN",
-        factory=YoutubeDNN,
+        factory=f"{_PKG}.youtube_dnn:YoutubeDNN",
         family=FAMILY,
-        modes=YoutubeDNN.supported_modes,
-        from_schema=YoutubeDNN.from_schema,
+        modes=(2,),
+        from_schema=f"{_PKG}.youtube_dnn:YoutubeDNN.from_schema",
         description="history/profile MLP vs. shared item embedding, softmax (RecSys 2016)",
         train_defaults=FULL_SOFTMAX,
     )
     yield ModelSpec(
         name="YoutubeSBC",
-        factory=YoutubeSBC,
+        factory=f"{_PKG}.youtube_sbc:YoutubeSBC",
         family=FAMILY,
-        modes=YoutubeSBC.supported_modes,
-        from_schema=YoutubeSBC.from_schema,
+        modes=(2,),
+        from_schema=f"{_PKG}.youtube_sbc:YoutubeSBC.from_schema",
         description="in-batch softmax with streaming logQ correction (RecSys 2019)",
         train_defaults=TrainDefaults(
             mode=2,
