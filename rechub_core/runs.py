@@ -293,6 +293,9 @@ def train_run(
     return RunResult(run, metrics, mostpop, history, model, data)
 
 
+INDEX_FILE = "index.npz"
+
+
 def build_index(
     trainer: MatchTrainer,
     loader: BatchLoader,
@@ -300,25 +303,36 @@ def build_index(
     run: Path,
     batch_size: int = 65_536,
 ) -> None:
-    """Encode every item and save the configured index as ``index.npz``.
+    """Encode every item and save the configured index (``cfg.index``, any registered index)
+    as ``run / index.npz``; the file records the index name and the package providing it.
 
     Item vectors are produced ``batch_size`` items at a time and streamed into the index
-    (``build_from_batches``), so peak memory is the index plus one batch, not the index plus
-    every vector twice. Indexes without ``build_from_batches`` (a plugin's) get the whole
-    ``(n_items, D)`` float32 matrix through ``build``.
+    (:meth:`~rechub_core.index.Index.build_from_batches`), so peak memory is the index plus
+    one batch (an index without a streaming backend collects the batches first).
     """
+    from rechub_core.index import Index
+
     index = create("index", cfg.index.name, **cfg.index.params)
+    if not isinstance(index, Index):
+        raise InputError(
+            f"index {cfg.index.name!r} built a {type(index).__name__}, not a "
+            "rechub_core.index.Index; its plugin must register an Index subclass"
+        )
     n = loader.n_items - 1  # real items; row 0 is padding
     batches = (
         (vectors.numpy(), ids.numpy())
         for ids, vectors in trainer.iter_item_vectors(loader, batch_size, start=1)
     )
-    if hasattr(index, "build_from_batches"):
-        index.build_from_batches(batches, n_total=n)
-    else:
-        vectors = trainer.all_item_vectors(loader).cpu().numpy().astype(np.float32)
-        index.build(vectors[1:], np.arange(1, n + 1, dtype=np.int64))
-    index.save(run / "index.npz")
+    index.build_from_batches(batches, n_total=n)
+    index.save(run / INDEX_FILE)
+
+
+def load_run_index(run: str | os.PathLike[str], cfg: RunConfig) -> Any:
+    """The item index of a run folder, read by the index its config names (any registered
+    index; a missing plugin raises an error naming the package to install)."""
+    from rechub_core.index import load_index
+
+    return load_index(Path(run) / INDEX_FILE, name=cfg.index.name)
 
 
 @attrs.define
@@ -390,11 +404,9 @@ def recall(loaded: LoadedRun, raw_user_ids: list[Any] | None, k: int = 20) -> pd
     Returns:
         DataFrame ``user_id, rank, item_id, score`` (+ ``title`` when known), raw ids.
     """
-    from rechub_core.index import load_index
-
     if k <= 0:
         raise InputError(f"k must be positive, got {k}")
-    index = load_index(loaded.path / "index.npz")
+    index = load_run_index(loaded.path, loaded.config)
     user_enc = loaded.encoders["user_id"]
     inputs = loaded.users["inputs"]
     codes_in_order = inputs["user_id"]  # (U,) encoded ids of the saved rows

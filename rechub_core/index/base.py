@@ -1,59 +1,55 @@
-"""Item indexes for retrieval: exact inner product and faiss (flat, HNSW, IVF).
+"""The public base class of item indexes, :class:`Index`, and the protocol :class:`ItemIndex`.
 
 An index holds item vectors ``(N, D)`` float32 under arbitrary non-negative int64 item ids and
-answers top-k maximum-inner-product queries (score = dot product, higher is better):
+answers top-k maximum-inner-product queries (score = dot product, higher is better). The base
+class does everything that is the same for every backend: input checks, per-query exclusion of
+ids (the user's seen items), the multi-interest merge (each interest ``(B, I, D)`` is searched,
+candidates merged keeping each item's best score once; DESIGN.md §4–5), streamed builds
+(``build_from_batches``) and persistence (one ``.npz`` file, :mod:`rechub_core.index.storage`).
 
-- ``ExactIndex``: brute force with numpy matmul; the reference used for evaluation.
-- ``FaissIndex(kind="flat" | "hnsw" | "ivf")``: faiss ``IndexFlatIP`` / ``IndexHNSWFlat`` /
-  ``IndexIVFFlat`` with ``METRIC_INNER_PRODUCT``.
+Exclusion works by over-fetching ``k + (number of excluded ids in the index)`` candidates per
+interest and filtering; exact for exact search. Rows that still come back short (approximate
+indexes) are searched again with a doubled fetch, up to the whole index.
 
-Every index supports per-query exclusion of ids (the user's seen items) and multi-interest
-queries ``(B, I, D)``: each interest is searched, and the candidates are merged keeping the
-best score of each item, without duplicates (DESIGN.md §4–5). Exclusion works by over-fetching
-``k + (number of excluded ids in the index)`` candidates per interest and filtering; this is
-exact for exact/flat search. Rows that still come back short (approximate indexes) are
-searched again with a doubled fetch, up to the whole index.
+A backend (a built-in one, or a plugin's, e.g. ``rechub_plugins_annoy``) subclasses
+:class:`Index` and implements four methods (the "backend hooks", underscored because callers
+never use them):
 
-``save`` writes one ``.npz`` file atomically (temp file in the same folder, then
-``os.replace``) holding the kind, the configuration, the ids and either the vectors (exact) or
-the serialized faiss index; :func:`load_index` reads either kind back.
+* ``_build_backend(vectors (N, D) float32, ids (N,) int64)``: index the vectors; position ``p``
+  in the backend is ``ids[p]``;
+* ``_raw_search(queries (M, D), fetch, effort) -> (positions (M, fetch) int64, scores (M, fetch)
+  float32)``: the best ``fetch`` positions per query by inner product, ``-1`` where fewer;
+* ``_payload() -> {name: array | StreamEntry}`` and the classmethod
+  ``_from_payload(payload, path) -> Self``: what :meth:`Index.save` writes besides the ids, and
+  how :meth:`Index.load` rebuilds the index from it;
 
-Large catalogues: ``build_from_batches`` takes the item vectors batch by batch (as a model
-encodes them) and adds each batch to the index, so the full ``(N, D)`` matrix never exists
-besides the index itself; ``FaissIndex(shards=S)`` splits the catalogue into S sub-indexes
-searched in parallel (``faiss.IndexShards``), saved one after another and loaded by the same
-:func:`load_index`.
+and sets ``saved_kind`` to its registered name. ``_config()`` (constructor arguments, saved as
+JSON), ``_max_effort()`` and the streaming hooks ``_stream_start/_stream_add/_stream_finish``
+have defaults (the default stream collects the batches and calls ``_build_backend`` once).
+The conformance kit (:func:`rechub_core.testing.check_index`) checks a backend.
 """
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
-import math
 import os
-import zipfile
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import IO, Any, ClassVar, Protocol, Self, runtime_checkable
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
-import faiss
 import numpy as np
 
 from rechub_core.errors import CheckpointError, InputError
-from rechub_core.io import atomic_path
+from rechub_core.index.storage import FORMAT, VERSION, atomic_savez, read_payload
 
-__all__ = ["ExactIndex", "FaissIndex", "ItemIndex", "load_index"]
-
-_FORMAT = "rechub-item-index"
-_VERSION = 1
-_FAISS_KINDS = ("flat", "hnsw", "ivf")
-_SCORE_BUDGET = 1 << 24  # float32 scores materialised at once by ExactIndex (64 MiB)
+__all__ = ["Index", "ItemIndex", "check_k", "float_matrix", "to_numpy"]
 
 PathLike = str | os.PathLike[str]
 
 
 @runtime_checkable
 class ItemIndex(Protocol):
-    """What the serving path needs from an item index."""
+    """What the serving path needs from an item index (every :class:`Index` is one)."""
 
     def build(self, item_vectors: np.ndarray, item_ids: np.ndarray) -> None:
         """Index ``item_vectors`` ``(N, D)`` float32 under ``item_ids`` ``(N,)`` int64."""
@@ -76,10 +72,18 @@ class ItemIndex(Protocol):
         ...
 
 
+def distribution_of(cls: type) -> str:
+    """The installed distribution that ships ``cls``'s top-level package ("" when unknown)."""
+    top = cls.__module__.split(".")[0]
+    found = md.packages_distributions().get(top, [])
+    return found[0] if found else ""
+
+
 # --------------------------------------------------------------------------- helpers
 
 
-def _to_numpy(x: Any, name: str) -> np.ndarray:
+def to_numpy(x: Any, name: str) -> np.ndarray:
+    """``x`` (numpy array, torch tensor or array-like) as a numpy array."""
     if isinstance(x, np.ndarray):
         return x
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
@@ -90,8 +94,9 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
         raise InputError(f"{name}: cannot convert {type(x).__name__} to a numpy array") from exc
 
 
-def _float_matrix(x: Any, name: str, ndims: tuple[int, ...]) -> np.ndarray:
-    arr = _to_numpy(x, name)
+def float_matrix(x: Any, name: str, ndims: tuple[int, ...]) -> np.ndarray:
+    """``x`` as a C-contiguous float32 array of one of ``ndims`` dimensions, all finite."""
+    arr = to_numpy(x, name)
     if arr.ndim not in ndims:
         shapes = " or ".join({2: "(n, dim)", 3: "(n, interests, dim)"}[d] for d in ndims)
         raise InputError(f"{name}: expected shape {shapes}, got {arr.shape}")
@@ -109,7 +114,8 @@ def _float_matrix(x: Any, name: str, ndims: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
-def _check_k(k: int) -> int:
+def check_k(k: int) -> int:
+    """``k`` as an int >= 1, or an :class:`InputError`."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
         raise InputError(f"k: expected a positive int, got {k!r}")
     if k <= 0:
@@ -117,123 +123,16 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-_faiss_io: Any = faiss  # faiss's type stubs lack its callback readers and writers
-
-
-class _FaissEntry:
-    """A faiss index to save as a ``uint8`` ``.npy`` entry, streamed straight into the file
-    (``faiss.write_index`` through a callback writer): saving holds no serialised copy."""
-
-    def __init__(self, index: Any) -> None:
-        self.index = index
-
-    def write(self, f: IO[bytes]) -> None:
-        size = 0
-
-        def count(chunk: bytes) -> None:
-            nonlocal size
-            size += len(chunk)
-
-        faiss.write_index(self.index, _faiss_io.PyCallbackIOWriter(count))  # the size, first
-        header = {"descr": "|u1", "fortran_order": False, "shape": (size,)}
-        np.lib.format.write_array_header_1_0(f, header)
-        faiss.write_index(self.index, _faiss_io.PyCallbackIOWriter(f.write))
-
-
-class _NpzEntry:
-    """One entry of an index file, read on demand: a faiss index is streamed from the file
-    into ``faiss.read_index`` (loading holds no serialised copy either)."""
-
-    def __init__(self, path: Path, key: str) -> None:
-        self.path, self.key = path, key
-
-    def faiss_index(self) -> Any:
-        with zipfile.ZipFile(self.path) as zf, zf.open(f"{self.key}.npy") as f:
-            major, _ = np.lib.format.read_magic(f)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if major == 1
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(f)
-            if dtype != np.uint8 or len(shape) != 1:
-                raise CheckpointError(
-                    f"index file {str(self.path)!r}: entry {self.key!r} is not a serialised "
-                    "faiss index"
-                )
-            return faiss.read_index(_faiss_io.PyCallbackIOReader(f.read))
-
-
-def _atomic_savez(path: PathLike, arrays: Mapping[str, np.ndarray | _FaissEntry]) -> None:
-    """An uncompressed ``.npz`` (what ``np.savez`` writes, readable by ``np.load``),
-    atomically; faiss indexes are streamed into their entries one after another."""
-    target = Path(path)
-    try:
-        with (
-            atomic_path(target) as tmp,
-            zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf,
-        ):
-            for name, value in arrays.items():
-                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
-                    if isinstance(value, _FaissEntry):
-                        value.write(f)
-                    else:
-                        np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
-    except OSError as exc:
-        raise CheckpointError(
-            f"index path {str(target)!r} is not writable ({exc}); choose a writable location"
-        ) from exc
-
-
-_SHARD_PREFIX = "faiss_shard_"
-
-
-def _is_faiss_entry(key: str) -> bool:
-    return key == "faiss_index" or key.startswith(_SHARD_PREFIX)
-
-
-def _read_payload(path: PathLike) -> dict[str, Any]:
-    """The entries of an index file; the faiss indexes (``faiss_index``, ``faiss_shard_<i>``)
-    as :class:`_NpzEntry`, read on demand."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"index file {str(p)!r} does not exist; save an index there first")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            payload: dict[str, Any] = {
-                key: _NpzEntry(p, key) if _is_faiss_entry(key) else data[key] for key in data.files
-            }
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise CheckpointError(
-            f"index file {str(p)!r} is not a readable rechub index ({exc}); "
-            "rebuild it and save it again"
-        ) from exc
-    for key in ("format", "version", "kind", "config", "ids"):
-        if key not in payload:
-            raise CheckpointError(
-                f"index file {str(p)!r} lacks the {key!r} entry; it was not written by "
-                "rechub's ItemIndex.save — rebuild and save it again"
-            )
-    if str(payload["format"]) != _FORMAT:
-        raise CheckpointError(
-            f"index file {str(p)!r} has format {str(payload['format'])!r}, expected {_FORMAT!r}"
-        )
-    if int(payload["version"]) > _VERSION:
-        raise CheckpointError(
-            f"index file {str(p)!r} has version {int(payload['version'])}, newer than this "
-            f"rechub reads ({_VERSION}); upgrade rechub or rebuild the index"
-        )
-    return payload
-
-
 # --------------------------------------------------------------------------- shared search logic
 
 
-class _BaseIndex:
-    """Validation, exclusion, multi-interest merge and persistence shared by the indexes.
+class Index:
+    """An item index: build (at once or streamed), search with exclusion and multi-interest
+    merge, save and load. Subclasses implement the backend hooks (see the module docstring).
 
-    Subclasses implement ``_build_backend`` and ``_raw_search`` (top-``fetch`` positions in
-    ``self._ids`` for ``(M, D)`` queries, ``-1`` where fewer were found).
+    Attributes:
+        saved_kind: the registered name of the index; saved in its file so that
+            :func:`rechub_core.index.load_index` finds the plugin that reads it.
     """
 
     saved_kind: ClassVar[str]
@@ -277,7 +176,7 @@ class _BaseIndex:
             item_ids: ``(N,)`` int64 ids, distinct and >= 0 (any values, not necessarily
                 ``0..N-1``); ``-1`` is reserved for padding in search results.
         """
-        vectors = _float_matrix(item_vectors, "item_vectors", (2,))
+        vectors = float_matrix(item_vectors, "item_vectors", (2,))
         n, d = vectors.shape
         if n == 0 or d == 0:
             raise InputError(
@@ -310,8 +209,8 @@ class _BaseIndex:
         id_parts: list[np.ndarray] = []
         n, d = 0, 0
         for vectors, ids in batches:
-            v = _float_matrix(vectors, "item_vectors", (2,))
-            i = _to_numpy(ids, "item_ids")
+            v = float_matrix(vectors, "item_vectors", (2,))
+            i = to_numpy(ids, "item_ids")
             if i.ndim != 1 or i.shape[0] != v.shape[0]:
                 raise InputError(
                     f"item_ids: a batch has ids of shape {i.shape} for {v.shape[0]} vectors"
@@ -333,25 +232,31 @@ class _BaseIndex:
         if state is None:
             raise InputError("item_vectors: need at least one item, the batches were empty")
         checked = self._check_ids(np.concatenate(id_parts), n)
-        self._stream_finish(state)
+        self._stream_finish(state, checked)
         self._set_ids(checked)
         self._dim = d
 
     def _stream_start(self, dim: int, n_total: int | None) -> Any:
-        """Begin a streamed build of ``dim``-dimensional vectors; returns the build state."""
-        raise NotImplementedError
+        """Begin a streamed build of ``dim``-dimensional vectors; returns the build state.
+
+        The default collects the batches (a backend that can add vectors as they come
+        overrides the three ``_stream_*`` hooks)."""
+        return []
 
     def _stream_add(self, state: Any, vectors: np.ndarray) -> None:
         """Add ``(n_b, D)`` vectors (positions follow on from earlier batches)."""
-        raise NotImplementedError
+        state.append(vectors)
 
-    def _stream_finish(self, state: Any) -> None:
-        """Install the built backend (called only when every batch was valid)."""
-        raise NotImplementedError
+    def _stream_finish(self, state: Any, ids: np.ndarray) -> None:
+        """Install the built backend (called only when every batch was valid); ``ids`` ``(N,)``
+        are the checked ids of every batch, in order."""
+        vectors = state[0] if len(state) == 1 else np.concatenate(state)
+        state.clear()
+        self._build_backend(vectors, ids)
 
     @staticmethod
     def _check_ids(item_ids: Any, n: int) -> np.ndarray:
-        ids = _to_numpy(item_ids, "item_ids")
+        ids = to_numpy(item_ids, "item_ids")
         if ids.ndim != 1 or ids.shape[0] != n:
             raise InputError(
                 f"item_ids: expected shape ({n},) to match item_vectors, got {ids.shape}"
@@ -405,8 +310,8 @@ class _BaseIndex:
             ``-1`` and score ``-inf``.
         """
         ids_all = self._require_ids()
-        k = _check_k(k)
-        q = _float_matrix(queries, "queries", (2, 3))
+        k = check_k(k)
+        q = float_matrix(queries, "queries", (2, 3))
         if q.shape[-1] != self._dim:
             raise InputError(
                 f"queries: dimension {q.shape[-1]} does not match the index dimension "
@@ -559,20 +464,21 @@ class _BaseIndex:
         """
         ids = self._require_ids()
         arrays = {
-            "format": np.array(_FORMAT),
-            "version": np.array(_VERSION),
+            "format": np.array(FORMAT),
+            "version": np.array(VERSION),
             "kind": np.array(self.saved_kind),
+            "provider": np.array(distribution_of(type(self))),
             "config": np.array(json.dumps(self._config(), sort_keys=True)),
             "ids": ids,
             **self._payload(),
         }
-        _atomic_savez(path, arrays)
+        atomic_savez(path, arrays)
 
     @classmethod
     def load(cls, path: PathLike) -> Self:
         """Read an index written by :meth:`save`; the file's kind must match this class
         (use :func:`load_index` to accept either kind)."""
-        payload = _read_payload(path)
+        payload = read_payload(path)
         kind = str(payload["kind"])
         if kind != cls.saved_kind:
             raise CheckpointError(
@@ -584,379 +490,3 @@ class _BaseIndex:
     @classmethod
     def _from_payload(cls, payload: dict[str, Any], path: PathLike) -> Self:
         raise NotImplementedError
-
-
-# --------------------------------------------------------------------------- exact
-
-
-class ExactIndex(_BaseIndex):
-    """Exact maximum inner product search with numpy (brute force over all N items).
-
-    Memory: the vectors plus about 64 MiB of scores per query batch. Ties are broken by
-    build order.
-    """
-
-    saved_kind: ClassVar[str] = "exact"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._vectors: np.ndarray | None = None  # (N, D) float32
-
-    def _build_backend(self, vectors: np.ndarray, ids: np.ndarray) -> None:
-        self._vectors = vectors.copy()
-
-    def _stream_start(self, dim: int, n_total: int | None) -> Any:
-        return {"buf": np.empty((n_total or 0, dim), dtype=np.float32), "filled": 0}
-
-    def _stream_add(self, state: Any, vectors: np.ndarray) -> None:
-        buf, filled = state["buf"], state["filled"]
-        end = filled + vectors.shape[0]
-        if end > buf.shape[0]:  # more than n_total: grow geometrically
-            grown = np.empty((max(end, 2 * buf.shape[0]), buf.shape[1]), dtype=np.float32)
-            grown[:filled] = buf[:filled]
-            state["buf"] = buf = grown
-        buf[filled:end] = vectors
-        state["filled"] = end
-
-    def _stream_finish(self, state: Any) -> None:
-        buf, filled = state["buf"], state["filled"]
-        self._vectors = buf if filled == buf.shape[0] else buf[:filled].copy()
-
-    def _raw_search(
-        self, q: np.ndarray, fetch: int, effort: int = 1
-    ) -> tuple[np.ndarray, np.ndarray]:
-        assert self._vectors is not None
-        vectors = self._vectors
-        n = vectors.shape[0]
-        fetch = min(fetch, n)
-        m = q.shape[0]
-        pos = np.empty((m, fetch), dtype=np.int64)
-        out = np.empty((m, fetch), dtype=np.float32)
-        step = max(1, _SCORE_BUDGET // n)
-        for start in range(0, m, step):
-            s = q[start : start + step] @ vectors.T  # (c, N)
-            if fetch < n:
-                cand = np.argpartition(-s, fetch - 1, axis=1)[:, :fetch]
-            else:
-                cand = np.broadcast_to(np.arange(n), s.shape)
-            cand_s = np.take_along_axis(s, cand, axis=1)
-            order = np.lexsort((cand, -cand_s), axis=-1)  # score desc, then build order
-            pos[start : start + step] = np.take_along_axis(cand, order, axis=1)
-            out[start : start + step] = np.take_along_axis(cand_s, order, axis=1)
-        return pos, out
-
-    def _payload(self) -> dict[str, np.ndarray]:
-        assert self._vectors is not None
-        return {"vectors": self._vectors}
-
-    @classmethod
-    def _from_payload(cls, payload: dict[str, np.ndarray], path: PathLike) -> Self:
-        if "vectors" not in payload:
-            raise CheckpointError(f"index file {str(path)!r} lacks the item vectors; save it again")
-        index = cls()
-        vectors = np.ascontiguousarray(payload["vectors"], dtype=np.float32)
-        ids = payload["ids"].astype(np.int64)
-        if vectors.ndim != 2 or vectors.shape[0] != ids.shape[0]:
-            raise CheckpointError(
-                f"index file {str(path)!r}: vectors {vectors.shape} do not match ids {ids.shape}"
-            )
-        index._vectors = vectors
-        index._set_ids(ids)
-        index._dim = int(vectors.shape[1])
-        return index
-
-
-# --------------------------------------------------------------------------- faiss
-
-
-class _FaissBuild:
-    """State of a streamed faiss build: sub-indexes filled in position order, an IVF training
-    sample buffered until it is large enough."""
-
-    def __init__(self, dim: int, n_total: int | None, n_shards: int) -> None:
-        self.dim = dim
-        self.n_total = n_total
-        self.n_shards = n_shards
-        # shard s holds positions [s * chunk, (s + 1) * chunk); the last one takes any excess
-        self.chunk = -(-n_total // n_shards) if n_total else 0
-        self.subs: list[Any] = []
-        self.position = 0  # rows added so far
-        self.pending: list[np.ndarray] = []  # IVF: rows waiting for the trained quantizer
-        self.n_pending = 0
-        self.template: Any = None  # IVF: trained, empty index cloned for every shard
-
-
-class FaissIndex(_BaseIndex):
-    """faiss inner-product index: ``kind="flat"`` (exact), ``"hnsw"`` or ``"ivf"``.
-
-    Args:
-        kind: ``"flat"`` (``IndexFlatIP``), ``"hnsw"`` (``IndexHNSWFlat``) or ``"ivf"``
-            (``IndexIVFFlat``), all with the inner-product metric.
-        metric: only ``"ip"`` (inner product) is supported.
-        hnsw_m: HNSW graph degree M.
-        ef_search: HNSW candidate list size at search time (raised to k when smaller).
-        nlist: IVF number of lists (per shard); default ``round(4 * sqrt(n))`` for a shard of n
-            items, lowered to ``n // 39`` so that each list gets the 39 training points faiss
-            asks for (explicit values are only capped at n).
-        nprobe: IVF lists visited per query (at most nlist).
-        shards: split the catalogue into this many sub-indexes of contiguous items, wrapped in
-            ``faiss.IndexShards`` (searched in parallel threads, results merged); for
-            catalogues that do not fit one index. IVF shards share one trained quantizer.
-
-    The faiss index stores build positions ``0..N-1`` as its labels (shards number theirs
-    successively); item ids are mapped back in Python, so any non-negative int64 ids work.
-    """
-
-    saved_kind: ClassVar[str] = "faiss"
-    #: IVF: at most this many vectors (and at least 39 per list) train the quantizer
-    ivf_train_size: ClassVar[int] = 100_000
-
-    def __init__(
-        self,
-        kind: str = "flat",
-        metric: str = "ip",
-        hnsw_m: int = 32,
-        ef_search: int = 128,
-        nlist: int | None = None,
-        nprobe: int = 16,
-        shards: int = 1,
-    ) -> None:
-        super().__init__()
-        if kind not in _FAISS_KINDS:
-            raise InputError(f"kind: expected one of {_FAISS_KINDS}, got {kind!r}")
-        if metric != "ip":
-            raise InputError(
-                f"metric: only 'ip' (inner product) is supported, got {metric!r}; normalise "
-                "the vectors for cosine similarity"
-            )
-        for name, value in (
-            ("hnsw_m", hnsw_m),
-            ("ef_search", ef_search),
-            ("nprobe", nprobe),
-            ("shards", shards),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise InputError(f"{name}: expected a positive int, got {value!r}")
-        if nlist is not None and (
-            isinstance(nlist, bool) or not isinstance(nlist, int) or nlist <= 0
-        ):
-            raise InputError(f"nlist: expected a positive int or None, got {nlist!r}")
-        self.kind = kind
-        self.metric = metric
-        self.hnsw_m = hnsw_m
-        self.ef_search = ef_search
-        self.nlist = nlist
-        self.nprobe = nprobe
-        self.shards = shards
-        self._index: Any = None
-        self._subs: list[Any] = []  # the sub-indexes (one when not sharded); own the C++ objects
-        self._nlist_used: int | None = None
-
-    # -- building
-
-    def _nlist_for(self, n: int) -> int:
-        if self.nlist is not None:
-            return max(1, min(self.nlist, n))
-        # ~4 sqrt(n), but keep >= 39 training points per list (faiss's minimum)
-        return max(1, min(round(4 * math.sqrt(n)), n // 39))
-
-    def _new_sub(self, state: _FaissBuild) -> Any:
-        if self.kind == "flat":
-            return faiss.IndexFlatIP(state.dim)
-        if self.kind == "hnsw":
-            return faiss.IndexHNSWFlat(state.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        return faiss.clone_index(state.template)
-
-    def _train_ivf(self, state: _FaissBuild, shard_size: int) -> None:
-        sample = np.concatenate(state.pending) if len(state.pending) > 1 else state.pending[0]
-        nlist = min(self._nlist_for(shard_size), sample.shape[0])
-        quantizer = faiss.IndexFlatIP(state.dim)
-        template = faiss.IndexIVFFlat(quantizer, state.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        template.train(sample)  # faiss's Python wrapper keeps the quantizer alive with it
-        state.template = template
-        self._nlist_used = nlist
-
-    def _stream_start(self, dim: int, n_total: int | None) -> _FaissBuild:
-        if self.shards > 1 and not n_total:
-            raise InputError(
-                f"a faiss index of {self.shards} shards splits the catalogue into contiguous "
-                "parts: pass n_total (the number of items) to build_from_batches"
-            )
-        return _FaissBuild(dim, n_total, self.shards)
-
-    def _train_target(self, state: _FaissBuild) -> int:
-        if not state.n_total:
-            return -1  # unknown size: train when the stream ends
-        shard_size = -(-state.n_total // self.shards)
-        return min(state.n_total, max(39 * self._nlist_for(shard_size), self.ivf_train_size))
-
-    def _stream_add(self, state: _FaissBuild, vectors: np.ndarray) -> None:
-        if self.kind == "ivf" and state.template is None:
-            state.pending.append(vectors)
-            state.n_pending += vectors.shape[0]
-            target = self._train_target(state)
-            if 0 < target <= state.n_pending:
-                assert state.n_total
-                self._train_ivf(state, -(-state.n_total // self.shards))
-                self._flush_pending(state)
-            return
-        self._route(state, vectors)
-
-    def _flush_pending(self, state: _FaissBuild) -> None:
-        pending, state.pending, state.n_pending = state.pending, [], 0
-        for block in pending:
-            self._route(state, block)
-
-    def _route(self, state: _FaissBuild, vectors: np.ndarray) -> None:
-        """Add rows at positions ``state.position ..`` to the shards that own them."""
-        lo = 0
-        while lo < vectors.shape[0]:
-            pos = state.position
-            if self.shards == 1 or not state.chunk:
-                shard, room = 0, vectors.shape[0] - lo
-            else:
-                shard = min(pos // state.chunk, self.shards - 1)
-                room = (
-                    vectors.shape[0] - lo
-                    if shard == self.shards - 1
-                    else (shard + 1) * state.chunk - pos
-                )
-            while len(state.subs) <= shard:
-                state.subs.append(self._new_sub(state))
-            take = min(room, vectors.shape[0] - lo)
-            state.subs[shard].add(np.ascontiguousarray(vectors[lo : lo + take]))
-            lo += take
-            state.position += take
-
-    def _stream_finish(self, state: _FaissBuild) -> None:
-        if self.kind == "ivf" and state.template is None:  # fewer rows than the sample size
-            self._train_ivf(state, -(-state.n_pending // self.shards))
-            self._flush_pending(state)
-        self._install(state.subs)
-
-    def _install(self, subs: list[Any]) -> None:
-        """Use ``subs`` (labels = positions, numbered successively) as the index."""
-        self._subs = subs
-        if len(subs) == 1:
-            self._index = subs[0]
-        else:
-            # threaded, successive ids: shard i's labels follow on from shard i - 1's
-            shards = faiss.IndexShards(subs[0].d, True, True)  # type: ignore[call-arg]
-            for sub in subs:
-                shards.add_shard(sub)
-            self._index = shards
-        self._apply_search_params()
-
-    def _build_backend(self, vectors: np.ndarray, ids: np.ndarray) -> None:
-        state = self._stream_start(vectors.shape[1], vectors.shape[0])
-        self._stream_add(state, vectors)
-        self._stream_finish(state)
-
-    # -- search
-
-    def _apply_search_params(self) -> None:
-        for sub in self._subs:
-            # the downcast wrapper does not own the C++ object: self._subs keeps the owners
-            index: Any = faiss.downcast_index(sub)
-            if self.kind == "hnsw":
-                index.hnsw.efSearch = self.ef_search
-            elif self.kind == "ivf":
-                index.nprobe = min(self.nprobe, index.nlist)
-                self._nlist_used = int(index.nlist)
-
-    def _max_effort(self) -> int:
-        if self.kind == "ivf" and self._nlist_used is not None:
-            nprobe = min(self.nprobe, self._nlist_used)
-            return max(1, math.ceil(self._nlist_used / nprobe))
-        return 1
-
-    def _raw_search(
-        self, q: np.ndarray, fetch: int, effort: int = 1
-    ) -> tuple[np.ndarray, np.ndarray]:
-        fetch = min(fetch, len(self))
-        params: Any = None
-        if self.kind == "hnsw" and fetch > self.ef_search:
-            params = faiss.SearchParametersHNSW(efSearch=fetch)  # type: ignore[attr-defined]
-        elif self.kind == "ivf" and effort > 1 and self._nlist_used is not None:
-            nprobe = min(self._nlist_used, self.nprobe * effort)
-            params = faiss.SearchParametersIVF(nprobe=nprobe)  # type: ignore[call-arg]
-        if params is None:
-            scores, pos = self._index.search(q, fetch)
-        else:
-            scores, pos = self._index.search(q, fetch, params=params)
-        return pos.astype(np.int64, copy=False), scores
-
-    # -- persistence
-
-    def _config(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "metric": self.metric,
-            "hnsw_m": self.hnsw_m,
-            "ef_search": self.ef_search,
-            "nlist": self.nlist,
-            "nprobe": self.nprobe,
-            "shards": self.shards,
-        }
-
-    def _payload(self) -> dict[str, Any]:
-        if len(self._subs) == 1:
-            return {"faiss_index": _FaissEntry(self._subs[0])}
-        # faiss cannot serialise IndexShards: one entry per shard
-        return {f"{_SHARD_PREFIX}{i}": _FaissEntry(sub) for i, sub in enumerate(self._subs)}
-
-    @classmethod
-    def _from_payload(cls, payload: dict[str, Any], path: PathLike) -> Self:
-        try:
-            config = json.loads(str(payload["config"]))
-            index = cls(**config)
-        except (ValueError, TypeError, InputError) as exc:
-            raise CheckpointError(
-                f"index file {str(path)!r} has an unusable configuration ({exc})"
-            ) from exc
-        keys = ["faiss_index"] if "faiss_index" in payload else []
-        n_shards = sum(1 for k in payload if k.startswith(_SHARD_PREFIX))
-        keys += [f"{_SHARD_PREFIX}{i}" for i in range(n_shards)]
-        if not keys or any(k not in payload for k in keys):
-            raise CheckpointError(f"index file {str(path)!r} lacks the faiss index; save it again")
-        subs = []
-        for key in keys:
-            entry = payload[key]
-            try:
-                if isinstance(entry, _NpzEntry):
-                    subs.append(entry.faiss_index())
-                else:
-                    subs.append(faiss.deserialize_index(np.ascontiguousarray(entry, np.uint8)))
-            except (RuntimeError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-                raise CheckpointError(
-                    f"index file {str(path)!r}: the faiss index cannot be read ({exc})"
-                ) from exc
-        ids = payload["ids"].astype(np.int64)
-        total = sum(int(s.ntotal) for s in subs)
-        if total != ids.shape[0]:
-            raise CheckpointError(
-                f"index file {str(path)!r}: faiss holds {total} vectors but {ids.shape[0]} ids"
-            )
-        index._install(subs)
-        index._set_ids(ids)
-        index._dim = int(subs[0].d)
-        return index
-
-
-# --------------------------------------------------------------------------- loading
-
-
-_KINDS: dict[str, type[_BaseIndex]] = {"exact": ExactIndex, "faiss": FaissIndex}
-
-
-def load_index(path: PathLike) -> ItemIndex:
-    """Read an index saved by :meth:`ExactIndex.save` or :meth:`FaissIndex.save`, of either
-    kind, from ``path``."""
-    payload = _read_payload(path)
-    kind = str(payload["kind"])
-    if kind not in _KINDS:
-        raise CheckpointError(
-            f"index file {str(path)!r} holds an unknown index kind {kind!r}; "
-            f"known kinds: {sorted(_KINDS)}"
-        )
-    return _KINDS[kind]._from_payload(payload, path)
