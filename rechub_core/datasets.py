@@ -28,11 +28,15 @@ __all__ = [
     "DEFAULT_SHA256",
     "DEFAULT_URL",
     "Interactions",
+    "default_cache_dir",
     "download_movielens_100k",
+    "fetch_movielens_100k",
     "is_sequence_file",
     "load_interactions_file",
     "load_movielens_100k",
     "load_sequence_file",
+    "locate_movielens_100k",
+    "movielens_100k_source",
     "synthetic_interactions",
     "write_sequence_file",
 ]
@@ -93,6 +97,73 @@ def find_movielens_100k(base: str | os.PathLike[str] | None = None) -> Path | No
     return None
 
 
+ENV_CACHE = "RECHUB_CACHE"
+ENV_ML100K_URL = "RECHUB_ML100K_URL"
+ENV_ML100K_MD5 = "RECHUB_ML100K_MD5"
+
+
+def default_cache_dir() -> Path:
+    """Where downloads go: ``$RECHUB_CACHE``, else ``~/.cache/rechub``."""
+    env = os.environ.get(ENV_CACHE)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "rechub"
+
+
+def movielens_100k_source() -> tuple[str, str | None, str | None]:
+    """``(url, md5, sha256)`` to fetch MovieLens-100K from: the official GroupLens archive and
+    its published checksums, or a mirror named by ``$RECHUB_ML100K_URL`` (any URL urllib reads,
+    ``file://`` included) whose MD5 ``$RECHUB_ML100K_MD5`` must give.
+
+    Raises:
+        InputError: a mirror URL without its MD5.
+    """
+    url = os.environ.get(ENV_ML100K_URL)
+    if not url:
+        return DEFAULT_URL, DEFAULT_MD5, DEFAULT_SHA256
+    md5 = os.environ.get(ENV_ML100K_MD5)
+    if not md5:
+        raise InputError(
+            f"{ENV_ML100K_URL}={url} is set but {ENV_ML100K_MD5} is not; set {ENV_ML100K_MD5} "
+            f"to the archive's MD5 (md5sum ml-100k.zip), or unset {ENV_ML100K_URL} to use "
+            f"the official archive {DEFAULT_URL}"
+        )
+    return url, md5, None
+
+
+def fetch_movielens_100k(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Download MovieLens-100K into ``cache_dir`` (default :func:`default_cache_dir`) from
+    :func:`movielens_100k_source`, checksum verified; a copy already there is reused. Returns
+    the folder holding ``u.data``."""
+    url, md5, sha256 = movielens_100k_source()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return download_movielens_100k(cache, url=url, md5=md5, sha256=sha256)
+
+
+def locate_movielens_100k(data_dir: str | os.PathLike[str] | None, download: bool = False) -> Path:
+    """The MovieLens-100K folder ``rechub train --data movielens-100k`` reads.
+
+    ``data_dir`` given: only there. Otherwise :func:`default_data_dir`, then the download cache
+    (where ``rechub data fetch movielens-100k`` puts it). ``download``: fetch it into the cache
+    when it is found nowhere.
+
+    Raises:
+        InputError: not found and ``download`` is False; the message names the places looked
+            in and the commands that fix it.
+    """
+    cache = default_cache_dir()
+    places = [Path(data_dir)] if data_dir else [default_data_dir(), cache]
+    for place in places:
+        found = find_movielens_100k(place)
+        if found is not None:
+            return found
+    if download:
+        return fetch_movielens_100k(cache)
+    raise InputError(
+        f"MovieLens-100K not found in {' nor in '.join(str(p) for p in places)}; fetch it once "
+        f"with `rechub data fetch movielens-100k` (into {cache}, or ${ENV_CACHE}), add "
+        "--download to this command, or pass --data-dir DIR (the folder with u.data)"
+    )
+
+
 def _age_bucket(age: np.ndarray) -> np.ndarray:
     labels = np.asarray(_AGE_LABELS, dtype=object)
     return labels[np.searchsorted(np.asarray(_AGE_EDGES), age, side="right")]
@@ -112,7 +183,7 @@ def load_movielens_100k(data_dir: str | os.PathLike[str]) -> Interactions:
             raise InputError(
                 f"MovieLens-100K file {fname!r} not found in {os.fspath(root)!r}; pass "
                 "--data-dir pointing at the extracted ml-100k folder, or fetch it with "
-                "rechub_core.datasets.download_movielens_100k(cache_dir)"
+                "`rechub data fetch movielens-100k` (in code: fetch_movielens_100k())"
             )
     events = pd.read_csv(
         root / "u.data",

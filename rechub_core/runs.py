@@ -52,15 +52,7 @@ def load_interactions(cfg: RunConfig) -> Any:
             n_users=d.synthetic_users, n_items=d.synthetic_items, seed=d.seed
         )
     if source in ("movielens-100k", "ml-100k", "movielens"):
-        base = Path(d.data_dir) if d.data_dir else datasets.default_data_dir()
-        found = datasets.find_movielens_100k(base)
-        if found is None:
-            if not d.download:
-                raise InputError(
-                    f"MovieLens-100K not found in {base}; pass --data-dir DIR (the folder with "
-                    "u.data) or --download to fetch the official archive into the cache"
-                )
-            found = datasets.download_movielens_100k(Path.home() / ".cache" / "rechub")
+        found = datasets.locate_movielens_100k(d.data_dir, download=d.download)
         return datasets.load_movielens_100k(found)
     path = Path(d.source)
     if not path.exists():
