@@ -272,6 +272,7 @@ def download_movielens_100k(
     target = cache / "ml-100k"
     if _ml100k_present(target):
         return target
+    created = not cache.exists()
     cache.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".ml-100k.", suffix=".zip.part", dir=cache)
     tmp_zip = Path(tmp_name)
@@ -291,8 +292,9 @@ def download_movielens_100k(
                 if got.lower() != expected.lower():
                     raise InputError(
                         f"checksum mismatch for {url!r}: {algo} is {got}, expected {expected}; "
-                        "the download is corrupt or the archive changed — retry, or pass the "
-                        f"right {algo}= for this url"
+                        "the download is corrupt or the archive changed — retry, or give the "
+                        f"right {algo} for this url ({algo}= in code, ${ENV_ML100K_MD5} with a "
+                        f"mirror in ${ENV_ML100K_URL})"
                     )
         tmp_dir = Path(tempfile.mkdtemp(prefix=".ml-100k.", suffix=".extract", dir=cache))
         try:
@@ -309,6 +311,10 @@ def download_movielens_100k(
             shutil.rmtree(target)
         os.replace(found[0], target)
         return target
+    except BaseException:
+        if created:  # a failed fetch leaves no empty cache folder behind
+            shutil.rmtree(cache, ignore_errors=True)
+        raise
     finally:
         tmp_zip.unlink(missing_ok=True)
         if tmp_dir is not None:
