@@ -15,17 +15,40 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=1)
 
 
+#: metric names and cut-offs the tables show: rechub_core.metrics.METRIC_NAMES and DEFAULT_KS
+#: (not imported from there: that module imports torch, and --help must not)
+METRIC_NAMES = ("recall", "precision", "ndcg", "hit", "mrr")
+METRIC_KS = (10, 20, 50)
+METRIC_KEYS = [f"{name}@{k}" for name in METRIC_NAMES for k in METRIC_KS]
+
+
+def _titled_table(title: str) -> Table:
+    """A table at least as wide as its title, so the title does not wrap onto two lines."""
+    return Table(title=title, min_width=min(len(title) + 4, console.width))
+
+
 def _metrics_table(title: str, columns: dict[str, dict[str, float]], keys: list[str]) -> Table:
-    table = Table(title=title)
-    table.add_column("metric")
-    for name in columns:
-        table.add_column(name, justify="right")
+    """One row per metric name, one column per (model, cut-off): ``keys`` such as
+    ``"ndcg@10"`` grouped so that two models at three cut-offs fit 80 columns."""
+    names: list[str] = []
+    ks: list[str] = []
     for key in keys:
-        table.add_row(key, *(f"{columns[c].get(key, float('nan')):.4f}" for c in columns))
+        name, _, k = key.partition("@")
+        names += [name] * (name not in names)
+        ks += [k] * (k not in ks)
+    table = _titled_table(title)
+    table.add_column("metric")
+    for model in columns:
+        for i, k in enumerate(ks):
+            table.add_column(f"{model} @{k}" if i == 0 else f"@{k}", justify="right")
+    for name in names:
+        cells = [
+            f"{columns[model].get(f'{name}@{k}', float('nan')):.4f}"
+            for model in columns
+            for k in ks
+        ]
+        table.add_row(name, *cells)
     return table
-
-
-METRIC_KEYS = ["hit@10", "ndcg@10", "mrr@10", "hit@20", "ndcg@20", "hit@50", "ndcg@50", "recall@50"]
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -1,7 +1,7 @@
 """``rechub list-plugins`` and ``rechub list-components``."""
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,9 +13,12 @@ from rechub_core.errors import RechubError
 
 
 def _list_plugins(all_: bool, as_json: bool) -> None:
-    from rechub_core.plugins import iter_plugins
+    from rechub_core.plugins import get_host, iter_plugins
 
     infos = list(iter_plugins(include_builtins=all_))
+    # what RECHUB_PLUGINS / RECHUB_DISABLE_PLUGIN_AUTOLOAD kept out, so an empty list is not
+    # mistaken for "nothing installed"
+    notes = get_host().load_notes()
     if as_json:
         rows = [
             {
@@ -31,20 +34,28 @@ def _list_plugins(all_: bool, as_json: bool) -> None:
             for i in infos
         ]
         typer.echo(json.dumps(rows, indent=2))
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
         return
     if not infos:
-        _common.console.print("No plugins installed.")
-        return
-    table = Table(title="rechub plugins")
+        _common.console.print("No plugins loaded." if notes else "No plugins installed.")
+    else:
+        _common.console.print(_plugins_table(infos))
+    for note in notes:
+        _common.console.print(f"note: {escape(note)}", highlight=False)
+
+
+def _plugins_table(infos: list[Any]) -> Table:
+    table = _common._titled_table("rechub plugins")
     for col in ("plugin", "package", "version", "status", "registers"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("plugin", "version"))
     for i in infos:
-        registers = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(i.components.items()))
+        registers = "\n".join(f"{k}: {', '.join(v)}" for k, v in sorted(i.components.items()))
         status = (
             "[green]ok[/]" if i.status == "ok" else f"[red]{i.status}[/]: {escape(i.error or '')}"
         )
         table.add_row(i.name, i.distribution, i.version, status, registers or "-")
-    _common.console.print(table)
+    return table
 
 
 def register(app: typer.Typer) -> None:
@@ -83,7 +94,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(found, indent=2))
             return
-        table = Table(title="rechub components")
+        table = _common._titled_table("rechub components")
         table.add_column("kind")
         table.add_column("names")
         for k, names in found.items():
