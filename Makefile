@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/rechub_plugins_dssm rechub_plugins_seq rechub_plugins_multiinterest
+PLUGINS := plugins/rechub_plugins_dssm rechub_plugins_seq rechub_plugins_multiinterest plugins/rechub_plugins_annoy
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 --dist loadfile
 

@@ -35,6 +35,8 @@ The checks, in order (:data:`CHECKS`):
 * ``training``: a few epochs of ``MatchTrainer.fit`` with the model's train_defaults lower the
   training loss, and full-ranking metrics afterwards are finite.
 
+Item indexes have their own checks: :func:`check_index` (fixture ``rechub_index_conformance``).
+
 The module imports pytest (the ``test`` extra), for its fixtures. PYTEST_DONT_REWRITE: the
 kit raises its own errors, so pytest need not rewrite it, and a test
 module may import it before ``pytest_plugins`` registers it without a warning.
@@ -775,6 +777,16 @@ def assert_conforms(model: ModelSource, **kwargs: Any) -> ConformanceReport:
     return report
 
 
+def check_index(index: Any, **kwargs: Any) -> ConformanceReport:
+    """The conformance checks of an item index (a registered name, an ``IndexSpec`` or a
+    factory): recall@K against exact search on random vectors, exclusion, multi-interest merge,
+    save/load round trip, empty and single-item catalogues, streamed builds. See
+    :func:`rechub_core.index.checks.check_index` for the arguments."""
+    from rechub_core.index.checks import check_index as run_index_checks
+
+    return run_index_checks(index, **kwargs)
+
+
 # --------------------------------------------------------------------------- pytest plugin
 
 
@@ -795,6 +807,21 @@ def rechub_conformance(
         kwargs.setdefault("data", rechub_conformance_data)
         kwargs.setdefault("workdir", tmp_path / "conformance")
         report = check_model(model, **kwargs)
+        if not report.ok:
+            pytest.fail(str(report), pytrace=False)
+        return report
+
+    yield run
+
+
+@pytest.fixture
+def rechub_index_conformance(tmp_path: Path) -> Iterator[Callable[..., ConformanceReport]]:
+    """``rechub_index_conformance(index, **kwargs)`` runs :func:`check_index` in ``tmp_path``
+    and fails the test with the report when a check fails."""
+
+    def run(index: Any, **kwargs: Any) -> ConformanceReport:
+        kwargs.setdefault("workdir", tmp_path / "index-conformance")
+        report = check_index(index, **kwargs)
         if not report.ok:
             pytest.fail(str(report), pytrace=False)
         return report
