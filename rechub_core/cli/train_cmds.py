@@ -42,6 +42,22 @@ def _train_config(
     return _build_config(config, overrides, model)
 
 
+def _with_index(cfg: Any, index: str | None) -> Any:
+    """``cfg`` building the item index ``--index`` names (checked against the registry; the
+    config's params are kept only when it names the same index)."""
+    import attrs
+
+    from rechub_core.config import ComponentConfig
+    from rechub_core.plugins import get_spec
+    from rechub_core.specs import normalize_name
+
+    if index is None:
+        return cfg
+    get_spec("index", index)  # an unknown name fails now, listing the installed indexes
+    same = normalize_name(cfg.index.name) == normalize_name(index)
+    return attrs.evolve(cfg, index=ComponentConfig(index, dict(cfg.index.params) if same else {}))
+
+
 def _print_result(model: str, source: str, metrics: Any, mostpop: Any, out: Path) -> None:
     _common.console.print(
         _metrics_table(
@@ -81,6 +97,13 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Argument(help="A TOML/JSON run config (optional).")
         ] = None,
         model: Annotated[str | None, typer.Option(help="Registered model name, e.g. DSSM.")] = None,
+        index: Annotated[
+            str | None,
+            typer.Option(
+                help="Item index to build: exact, faiss or a plugin's (annoy, ...); its params "
+                "come from the config's [index] when it names the same index."
+            ),
+        ] = None,
         data: Annotated[
             str | None, typer.Option(help="synthetic | movielens-100k | PATH to a CSV/parquet log.")
         ] = None,
@@ -154,6 +177,7 @@ def register(app: typer.Typer) -> None:
                 out,
                 resume,
             )
+            cfg = _with_index(cfg, index)
             if nproc is not None and nproc > 1 and distributed.env_world_size() <= 1:
                 _launch_workers(cfg, out, nproc, resume, quiet)
                 return

@@ -53,8 +53,8 @@ def load_index(path: PathLike, name: str | None = None) -> Index:
     except UnknownComponentError as exc:
         package = header.provider or f"the plugin that registers the index {header.kind!r}"
         raise PluginNotInstalledError(
-            f"index file {str(path)!r} holds a {header.kind!r} index, but no installed plugin "
-            f"registers an index named {wanted!r}; install {package} (e.g. `pip install "
+            f"index file {str(path)!r} holds an index of kind {header.kind!r}, but no installed "
+            f"plugin registers an index named {wanted!r}; install {package} (e.g. `pip install "
             f"{header.provider or '<that plugin>'}`, or `pip install -e plugins/<its folder>` "
             "from a rechub checkout) and try again"
         ) from exc
