@@ -51,6 +51,23 @@ def _metrics_table(title: str, columns: dict[str, dict[str, float]], keys: list[
     return table
 
 
+def invoked_as() -> str:
+    """How the user ran rechub, for hints they can paste: ``rechub`` when that is on PATH and is
+    this program, else the path they typed (``.venv/bin/rechub``), or ``python -m
+    rechub_core.cli``."""
+    import os
+    import shutil
+    import sys
+
+    argv0 = sys.argv[0] if sys.argv else "rechub"
+    if argv0.endswith(("__main__.py", "-c")) or not argv0:
+        return f"{os.path.basename(sys.executable)} -m rechub_core.cli"
+    on_path = shutil.which("rechub")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(argv0):
+        return "rechub"
+    return argv0
+
+
 def _configure_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
