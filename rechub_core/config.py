@@ -8,7 +8,9 @@ e.g. ``invalid value for type, expected float @ $.train.lr``.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,18 @@ class _RangeError(ValueError):
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and value <= 0:
+    if value is not None and not (math.isfinite(value) and value > 0):  # NaN fails too
         raise _RangeError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and value < 0:
+    if value is not None and not (math.isfinite(value) and value >= 0):
         raise _RangeError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _device(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str) or re.fullmatch(r"cpu|cuda(:[0-9]+)?", value) is None:
+        raise _RangeError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
 
 
 def _mode(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -89,7 +96,7 @@ class TrainConfig:
         patience: early-stopping patience in epochs.
         metric: validation metric for early stopping.
         seed: training seed.
-        device: "cpu" or "cuda".
+        device: "cpu", "cuda" or "cuda:N".
         gather_negatives: under data-parallel training (torchrun, ``rechub train --nproc``)
             with an in-batch sampler, every rank's positives serve as negatives of every rank
             (item vectors all-gathered); no effect in one process.
@@ -103,7 +110,7 @@ class TrainConfig:
     patience: int | None = attrs.field(default=None, validator=_positive)
     metric: str = "ndcg@10"
     seed: int = 2022
-    device: str = "cpu"
+    device: str = attrs.field(default="cpu", validator=_device)
     gather_negatives: bool = False
 
 
@@ -147,6 +154,8 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> RunConfig:
             lines = cattrs.transform_error(exc, path="$", format_exception=_describe)
         else:
             lines = [str(exc)]
+        if len(lines) == 1:  # one problem, one line
+            raise ConfigError(f"invalid {where}: {lines[0]}") from None
         raise ConfigError(f"invalid {where}:\n  " + "\n  ".join(lines)) from None
 
 
@@ -158,13 +167,18 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 def load_config(path: str | os.PathLike[str]) -> RunConfig:
     """Read a ``.toml`` or ``.json`` run configuration."""
     p = Path(path)
+    if p.is_dir():
+        hint = f"e.g. {p / 'config.toml'}" if (p / "config.toml").is_file() else "a .toml file"
+        raise ConfigError(f"config path {p} is a folder; pass the config file ({hint})")
     if not p.exists():
-        raise ConfigError(f"config file {p} does not exist")
+        raise ConfigError(f"config file {p} does not exist; check the path")
     try:
         text = p.read_text(encoding="utf-8")
         raw = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot parse {p}: {exc}") from None
+        raise ConfigError(f"cannot parse {p}: {exc}; fix the file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
     return config_from_dict(raw, where=str(p))
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -448,6 +450,63 @@ def synthetic_interactions(
 # --------------------------------------------------------------------------- user files
 
 
+#: an id that is read as an int64: optional minus, no leading zero, no "+", no decimals
+_INT_ID = r"0|-?[1-9][0-9]*"
+_INT64_DIGITS = 18  # any integer of at most this many digits fits int64
+
+
+def int_id(text: str) -> int | None:
+    """``text`` as an int64 id when it is the canonical decimal form of one, else None
+    (``"0003"``, ``"+3"``, ``"3.0"``, ``" 3"`` and ``"9" * 30`` are not)."""
+    if re.fullmatch(_INT_ID, text, flags=re.ASCII) is None:
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None
+
+
+def parse_id_column(values: pd.Series) -> np.ndarray:
+    """Raw ids read as text -> int64 when EVERY value is a canonical int64 (:func:`int_id`),
+    else the strings themselves (object array). Nothing is merged or rounded: ``"0003"`` and
+    ``"3"`` stay two ids. Shape ``(N,)``."""
+    text = values.astype(str)
+    if len(text) and bool(text.str.fullmatch(_INT_ID).all()):
+        digits = text.str.len() - text.str.startswith("-")
+        long = (digits > _INT64_DIGITS).to_numpy()
+        if not long.any():
+            return text.astype(np.int64).to_numpy()
+        if all(int_id(t) is not None for t in text[long]):
+            return np.array([int(t) for t in text], dtype=np.int64)
+    return text.to_numpy(dtype=object)
+
+
+def _ids_as_text(col: pd.Series) -> pd.Series:
+    """A parquet id column as text (integers in their decimal form)."""
+    if pd.api.types.is_integer_dtype(col):
+        return col.astype(str) if col.dtype.kind == "u" else col.astype(np.int64).astype(str)
+    return col.astype(str)
+
+
+def _parse_times(values: pd.Series, where: str, col: str) -> pd.Series:
+    """A time column read as text -> numbers (when any value is a number) or date/times."""
+    number = pd.to_numeric(values, errors="coerce")
+    bad = number.isna().to_numpy()
+    kind = "a number"
+    if bad.all():
+        with warnings.catch_warnings():  # "could not infer format": each value parsed alone
+            warnings.simplefilter("ignore", UserWarning)
+            number = pd.to_datetime(values, errors="coerce")
+        bad = number.isna().to_numpy()
+        kind = "a date/time"
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{where}: column {col!r} holds {values.iloc[row]!r} at data row {row} (line "
+            f"{row + 2}), which is not {kind} like the column's other values; fix or drop "
+            "that row, or pass --time-col naming a numeric or date column"
+        )
+    return number
+
+
 def load_interactions_file(
     path: str | os.PathLike[str],
     user_col: str = "user_id",
@@ -456,56 +515,61 @@ def load_interactions_file(
 ) -> Interactions:
     """Read interactions from a CSV (``.parquet``/``.pq``: parquet) file with a header row.
 
-    Columns ``user_col``, ``item_col`` (raw ids, str or int) and ``time_col`` (numbers or
-    date strings) become ``user_id``, ``item_id``, ``timestamp``; other columns are dropped.
-    Users and items tables are None.
+    Columns ``user_col``, ``item_col`` and ``time_col`` become ``user_id``, ``item_id``,
+    ``timestamp``; other columns are dropped. Ids are read as text and each id column is
+    int64 only when every value is a canonical int64 (:func:`parse_id_column`), else str, so
+    ``"0003"`` and ``"3"`` stay apart and huge ids never overflow. Times are numbers or date
+    strings; a value of the wrong kind is named with its row. Users and items tables are None.
     """
     p = Path(path)
+    where = repr(os.fspath(p))
+    if p.is_dir():
+        raise InputError(f"interactions file {where} is a folder; pass the file inside it")
     if not p.is_file():
-        raise InputError(f"interactions file {os.fspath(p)!r} does not exist; check the path")
+        raise InputError(f"interactions file {where} does not exist; check the path")
     if p.suffix.lower() in (".parquet", ".pq"):
         if importlib.util.find_spec("pyarrow") is None:
             raise InputError(
-                f"reading parquet file {os.fspath(p)!r} needs pyarrow; install it "
+                f"reading parquet file {where} needs pyarrow; install it "
                 "(pip install pyarrow) or convert the file to CSV"
             )
-        df = pd.read_parquet(p)
+        try:
+            df = pd.read_parquet(p)
+        except Exception as exc:  # pyarrow raises its own ArrowInvalid etc.
+            raise InputError(f"cannot read {where} as parquet: {exc}") from exc
     else:
         try:
-            df = pd.read_csv(p)
+            df = pd.read_csv(p, dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot parse {os.fspath(p)!r} as CSV: {exc}") from exc
+            raise InputError(f"cannot parse {where} as CSV: {exc}") from exc
     wanted = {user_col: "--user-col", item_col: "--item-col", time_col: "--time-col"}
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         flags = ", ".join(f"{wanted[c]} (now {c!r})" for c in missing)
         raise InputError(
-            f"{os.fspath(p)!r} lacks column(s) {missing}; columns found: {list(df.columns)}. "
+            f"{where} lacks column(s) {missing}; columns found: {list(df.columns)}. "
             f"Name the right columns with {flags}"
         )
+    for src in (user_col, item_col, time_col):
+        col = df[src]
+        empty = col.isna().to_numpy()
+        if not pd.api.types.is_numeric_dtype(col):
+            empty = empty | (col.astype(str) == "").to_numpy()
+        if empty.any():
+            raise InputError(
+                f"{where}: column {src!r} has {int(empty.sum())} empty/NaN value(s) "
+                f"(first at data row {int(np.flatnonzero(empty)[0])}); drop or fill those rows"
+            )
+    ts = df[time_col]
+    if not (pd.api.types.is_numeric_dtype(ts) or pd.api.types.is_datetime64_any_dtype(ts)):
+        ts = _parse_times(ts.astype(str), where, time_col)
     events = pd.DataFrame(
         {
-            "user_id": df[user_col].to_numpy(),
-            "item_id": df[item_col].to_numpy(),
-            "timestamp": df[time_col].to_numpy(),
+            "user_id": parse_id_column(_ids_as_text(df[user_col])),
+            "item_id": parse_id_column(_ids_as_text(df[item_col])),
+            "timestamp": ts.to_numpy(),
         }
     )
-    for col, src in (("user_id", user_col), ("item_id", item_col), ("timestamp", time_col)):
-        nan = events[col].isna().to_numpy()
-        if nan.any():
-            raise InputError(
-                f"{os.fspath(p)!r}: column {src!r} has {int(nan.sum())} empty/NaN value(s) "
-                f"(first at data row {int(np.flatnonzero(nan)[0])}); drop or fill those rows"
-            )
-    ts = events["timestamp"]
-    if not (pd.api.types.is_numeric_dtype(ts) or pd.api.types.is_datetime64_any_dtype(ts)):
-        try:
-            events["timestamp"] = pd.to_datetime(ts)
-        except (ValueError, TypeError) as exc:
-            raise InputError(
-                f"{os.fspath(p)!r}: column {time_col!r} is neither numeric nor a date/time "
-                f"({exc}); pass --time-col naming a numeric or date column"
-            ) from exc
     return Interactions(events=events, users=None, items=None, name=p.stem)
 
 

@@ -85,6 +85,10 @@ class IdEncoder:
     Codes follow the sorted order of the raw ids (ints numerically, strings lexically), so they
     are deterministic and ``code(a) < code(b)`` iff ``a < b``. ``len(encoder)`` is the vocabulary
     size **including** the padding code, i.e. ``n + 1``.
+
+    :attr:`id_type` says how raw ids read as text map onto the vocabulary: ``"int64"`` (every
+    raw id an int64), ``"str"`` (every raw id a string) or ``"mixed"``; it is saved with the
+    encoder and :meth:`parse` applies it to a typed id (``rechub recall --user TEXT``).
     """
 
     def __init__(self, name: str) -> None:
@@ -98,6 +102,39 @@ class IdEncoder:
 
     def __len__(self) -> int:
         return len(self._values) + 1
+
+    @property
+    def id_type(self) -> str:
+        """``"int64"``, ``"str"`` or ``"mixed"``: the type of the raw ids."""
+        if self._values.dtype.kind in "iu":
+            return "int64"
+        values = self._values.tolist()
+        if all(isinstance(v, str) for v in values):
+            return "str"
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return "int64" if all(-(2**63) <= v < 2**63 for v in values) else "mixed"
+        return "mixed"
+
+    def parse(self, text: str) -> Any:
+        """The raw id a user typed as ``text``, as this encoder holds it: an int for int64
+        ids (only the canonical form: ``"0003"`` is not ``3``), the text itself for str ids.
+
+        Raises:
+            InputError: int64 ids and ``text`` is not one (names the field and the text).
+        """
+        from rechub_core.datasets import int_id
+
+        value = int_id(text)
+        if self.id_type == "int64":
+            if value is None:
+                raise InputError(
+                    f"{self.name} ids of this run are integers; {text!r} is not one (write it "
+                    "without leading zeros, '+' or decimals)"
+                )
+            return value
+        if self.id_type == "mixed" and value is not None and value in self._index:
+            return value
+        return text
 
     @property
     def classes(self) -> np.ndarray:
@@ -169,7 +206,7 @@ class IdEncoder:
                     "cannot be saved as JSON; use str or int ids"
                 )
             out.append(value)
-        return {"name": self.name, "values": out}
+        return {"name": self.name, "id_type": self.id_type, "values": out}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IdEncoder:
@@ -181,9 +218,10 @@ class IdEncoder:
                 f"encoder dict must have keys 'name' and 'values', got {data!r:.200}"
             ) from exc
         enc = cls(str(name))
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        if ints and all(-(2**63) <= v < 2**63 for v in values):
             arr: np.ndarray = np.asarray(values, dtype=np.int64)
-        else:
+        else:  # str ids, or ints beyond int64 (kept as Python ints, never overflowing)
             arr = np.empty(len(values), dtype=object)
             arr[:] = list(values)
         if len(pd.Index(arr).unique()) != len(arr):
@@ -461,7 +499,8 @@ def prepare(
     if not keep.any():
         raise InputError(
             f"no user has at least min_interactions={min_interactions} interactions "
-            f"({len(user_counts)} users, {len(events)} events); lower min_interactions"
+            f"({len(user_counts)} users, {len(events)} events); lower it with `rechub train --min-interactions N` (config key "
+            "data.min_interactions, at least 3) or use more data"
         )
     raw_users, raw_items = raw_users[keep], raw_items[keep]
     timestamps = events["timestamp"].to_numpy()[keep]

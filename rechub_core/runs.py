@@ -7,14 +7,20 @@ A run folder holds ``config.toml`` (the effective settings), ``schema.json``,
 (each user's serving input: history = train + validation items, and seen items) and
 ``index.npz`` (the item index), so ``rechub recall RUN`` works on its own.
 
-``config.toml`` is written before training starts, so a run that was killed can be resumed
-from its folder alone (``train_run(load_config(RUN / "config.toml"), RUN, resume=True)``, or
-``rechub train --resume --out RUN``). Under ``torchrun`` every rank runs :func:`train_run`;
-rank 0 writes the folder.
+A train writes into ``RUN.staging`` and commits it over ``RUN`` with one atomic swap, under
+the exclusive ``RUN.lock`` (see :mod:`rechub_core.run_folder`): readers see the old complete
+run or the new complete run, never a mix, and a failed or killed train leaves ``RUN`` as it
+was. ``config.toml`` is the staging folder's first file, so a killed run can be resumed from
+it alone (``train_run(cfg, RUN, resume=True)`` or ``rechub train --resume --out RUN``, which
+reads ``RUN.staging/config.toml``). Every value is checked before any work
+(:func:`rechub_core.checks.check_run_config`). Under ``torchrun`` every rank runs
+:func:`train_run`; rank 0 holds the lock, writes and commits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -25,11 +31,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rechub_core import distributed
+from rechub_core import distributed, run_folder
+from rechub_core.checks import check_run_config
 from rechub_core.config import RunConfig, save_config
 from rechub_core.data import BatchLoader, eval_loader, loaders_from_prepared
 from rechub_core.errors import CheckpointError, InputError
-from rechub_core.io import ensure_writable_dir, load_torch, save_torch, write_json
+from rechub_core.io import (
+    check_output_dir,
+    ensure_writable_dir,
+    load_torch,
+    save_torch,
+    write_json,
+)
 from rechub_core.metrics import most_popular_metrics
 from rechub_core.model import MatchModel
 from rechub_core.plugins import create, get_spec
@@ -215,27 +228,60 @@ def effective_config(cfg: RunConfig, settings: TrainSettings) -> RunConfig:
 
 
 def train_run(
-    cfg: RunConfig, out: str | os.PathLike[str], verbose: bool = True, resume: bool = False
+    cfg: RunConfig,
+    out: str | os.PathLike[str],
+    verbose: bool = True,
+    resume: bool = False,
+    force: bool = False,
 ) -> RunResult:
-    """Train ``cfg.model`` on ``cfg.data`` under the protocol and write a complete run folder.
+    """Train ``cfg.model`` on ``cfg.data`` under the protocol and commit a complete run folder.
 
     Args:
-        cfg: the run configuration.
-        out: the run folder (created; checked writable and with free space first).
+        cfg: the run configuration (checked whole before anything is read or written).
+        out: the run folder; written through ``OUT.staging`` and swapped in when complete.
         verbose: progress bars and epoch logs.
-        resume: continue from ``out/checkpoint.pt`` when a killed run left one.
+        resume: continue from the checkpoint a killed train left in ``OUT.staging``.
+        force: replace a non-empty ``out`` that is not a rechub run (its files are moved aside
+            to ``OUT.replaced-TIME``).
     Returns:
         The result; under data-parallel training, ranks other than 0 get empty metrics.
+    Raises:
+        RechubError: a bad value, another writer holding ``OUT.lock`` (its pid named), data
+            that cannot be used, or a write that fails; ``out`` is then left as it was.
     """
     ctx, _ = distributed.setup(cfg.train.device)
-    run = ensure_writable_dir(out, "run folder", min_free_bytes=0)  # a full disk fails now
-    spec = get_spec("model", cfg.model.name)
-    assert isinstance(spec, ModelSpec)
+    spec = check_run_config(cfg)
+    target = Path(out)
+    with contextlib.ExitStack() as stack:
+        if ctx.is_main:
+            check_output_dir(target, "run folder --out")
+            run_folder.check_target(target, force)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(run_folder.RunLock(target))
+            run_folder.check_target(target, force)  # again: another writer may have won
+            run_folder.prepare_staging(target, resume)
+        ctx.barrier()
+        staging = run_folder.staging_path(target)
+        result = _train_into(cfg, spec, staging, verbose, resume)
+        if ctx.is_main:
+            run_folder.commit(staging, target)
+    return attrs.evolve(result, path=target)
+
+
+def _train_into(
+    cfg: RunConfig, spec: ModelSpec, run: Path, verbose: bool, resume: bool
+) -> RunResult:
+    """Train and write every file of the run into the staging folder ``run``."""
+    ctx, _ = distributed.setup(cfg.train.device)
+    run = ensure_writable_dir(run, "run folder", min_free_bytes=0)  # a full disk fails now
     settings = effective_settings(cfg, spec)
     effective = effective_config(cfg, settings)
     if ctx.is_main:  # first, so that a killed run can be resumed from its folder alone
         save_config(effective, run / "config.toml")
     data = prepare(load_interactions(cfg), cfg.data.max_len, cfg.data.min_interactions)
+    if ctx.is_main:
+        for name, enc in data.encoders.items():
+            log.info("%s ids read as %s", name, enc.id_type)
     schema = DataSchema.from_prepared(data)
     torch.manual_seed(cfg.train.seed)
     model = build_model(spec, schema, dict(cfg.model.params))
@@ -365,28 +411,56 @@ class LoadedRun:
 
 
 def load_run(path: str | os.PathLike[str]) -> LoadedRun:
-    """Load a run folder written by :func:`train_run`."""
-    import json
+    """Load a complete run folder written by :func:`train_run`.
 
+    Raises:
+        CheckpointError: no complete run at ``path`` (an interrupted train is named with the
+            ``rechub train --resume`` that finishes it), or a damaged file (named).
+    """
+    run = Path(path)
+    for attempt in range(3):  # a commit between our reads: load the new run again
+        rid = run_folder.check_complete(run)
+        try:
+            loaded = _load_files(run)
+        except CheckpointError:
+            if attempt < 2 and run_folder.run_id(run) != rid:
+                continue
+            raise
+        if run_folder.run_id(run) == rid:
+            return loaded
+    raise CheckpointError(f"{run} was replaced three times while loading it; try again")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; retrain the run") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is damaged ({exc}); retrain the run with `rechub train --out {path.parent}`"
+        ) from None
+
+
+def _load_files(run: Path) -> LoadedRun:
     from rechub_core.config import load_config
 
-    run = Path(path)
-    for name in ("config.toml", "schema.json", "encoders.json", BEST_WEIGHTS, "users.pt"):
-        if not (run / name).exists():
-            raise CheckpointError(
-                f"{run} is not a complete run folder (missing {name}); train with `rechub train`"
-            )
     cfg = load_config(run / "config.toml")
-    schema = DataSchema.from_dict(json.loads((run / "schema.json").read_text()))
+    try:
+        schema = DataSchema.from_dict(_read_json(run / "schema.json"))
+        encoders = {k: IdEncoder.from_dict(v) for k, v in _read_json(run / "encoders.json").items()}
+    except CheckpointError:
+        raise
+    except Exception as exc:  # valid JSON of the wrong shape
+        raise CheckpointError(
+            f"{run / 'schema.json'} or {run / 'encoders.json'} is damaged ({exc}); retrain the "
+            f"run with `rechub train --out {run}`"
+        ) from None
     spec = get_spec("model", cfg.model.name)
     assert isinstance(spec, ModelSpec)
     model = build_model(spec, schema, dict(cfg.model.params))
     load_weights(model, load_torch(run / BEST_WEIGHTS), run / BEST_WEIGHTS)
     model.eval()
-    encoders = {
-        k: IdEncoder.from_dict(v)
-        for k, v in json.loads((run / "encoders.json").read_text()).items()
-    }
     return LoadedRun(run, cfg, model, schema, encoders, load_torch(run / "users.pt"))
 
 

@@ -105,7 +105,7 @@ def test_id_encoder_inverse_rejects_padding_and_save_load(tmp_path: Path) -> Non
     loaded = IdEncoder.load(path)
     assert loaded.name == "user_id" and list(loaded.classes) == ["a", "b", "c"]
     ints = IdEncoder("item_id").fit(np.array([30, 10, 20], dtype=np.int64))
-    assert ints.to_dict() == {"name": "item_id", "values": [10, 20, 30]}
+    assert ints.to_dict() == {"name": "item_id", "id_type": "int64", "values": [10, 20, 30]}
     with pytest.raises(InputError, match="NaN"):
         IdEncoder("x").fit([1.0, float("nan")])
 
