@@ -4,7 +4,12 @@ Every file rechub writes goes through :func:`atomic_path`: a temporary file next
 (``.NAME.XXXX.tmp``), flushed to disk, then ``os.replace``-d over the target. A process killed
 at any moment (even by SIGKILL) leaves either the old file or the new one, never a partial one;
 at worst a stale temporary file, which :func:`remove_stale_temp_files` clears when a run
-resumes.
+resumes. Files get the mode an ordinary ``open`` would give them (``0o666`` less the umask),
+not ``mkstemp``'s ``0o600``.
+
+Fault injection: with ``RECHUB_FAULT_AFTER_WRITES=k`` in the environment, the process kills
+itself (SIGKILL) right after its ``k``-th completed write (every :func:`atomic_path` and every
+:func:`fault_point`), so tests can stop a run at each of its write points.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +30,27 @@ from rechub_core.errors import CheckpointError
 
 #: free space every run folder needs at least, in bytes, on top of what its writer estimates
 MIN_FREE_BYTES = 32 * 2**20
+
+#: environment variable: SIGKILL this process after its k-th completed write (tests only)
+FAULT_ENV = "RECHUB_FAULT_AFTER_WRITES"
+_writes_done = 0
+
+
+def fault_point() -> None:
+    """Count one completed write; kill this process when ``$RECHUB_FAULT_AFTER_WRITES`` says
+    this is the write to stop after (see the module docstring)."""
+    global _writes_done
+    _writes_done += 1
+    limit = os.environ.get(FAULT_ENV)
+    if limit and _writes_done == int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def file_mode() -> int:
+    """The mode a new file gets from ``open``: ``0o666`` less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -41,10 +68,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, file_mode())  # mkstemp made it 0o600
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+    fault_point()
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
@@ -147,3 +176,64 @@ def ensure_writable_dir(
             f"{_mib(need)} (checkpoints, weights, index); free space or choose another folder"
         )
     return p
+
+
+def _nearest_existing(p: Path) -> Path:
+    p = p.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_file(path: str | os.PathLike[str], what: str, force: bool = False) -> Path:
+    """Check, without writing anything, that a file can be written at ``path``.
+
+    Raises:
+        CheckpointError: ``path`` is a folder, exists and ``force`` is False, or its folder
+            cannot be created or written. One message naming ``what`` (e.g. ``--output``),
+            the path and the fix.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(
+            f"{what} {os.fspath(p)!r} is a folder; give a file path, e.g. {os.fspath(p / 'x')!r}"
+        )
+    if p.exists() and not force:
+        raise CheckpointError(
+            f"{what} {os.fspath(p)!r} exists; pass --force to overwrite it or choose another path"
+        )
+    _check_creatable(p.parent, what, p)
+    return p
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """Check, without writing anything, that a folder can be created (or written) at ``path``.
+
+    Raises:
+        CheckpointError: ``path`` is a file, or it cannot be created or written.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CheckpointError(
+            f"{what} {os.fspath(p)!r} is a file, not a folder; choose a folder path"
+        )
+    _check_creatable(p, what, p)
+    return p
+
+
+def _check_creatable(folder: Path, what: str, target: Path) -> None:
+    base = _nearest_existing(folder)
+    if not base.is_dir():
+        raise CheckpointError(
+            f"{what} {os.fspath(target)!r} is not writable: {os.fspath(base)!r} is a file; "
+            "choose another path"
+        )
+    try:  # a probe that leaves nothing behind: os.access says yes to root on a read-only mount
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CheckpointError(
+            f"{what} {os.fspath(target)!r} is not writable ({exc.strerror or exc} in "
+            f"{os.fspath(base)!r}); choose a writable path"
+        ) from None

@@ -66,6 +66,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_metrics_of_an_unbroken_run(
     config = tmp_path / "run.toml"
     config.write_text(RUN_CONFIG)
     broken = tmp_path / "broken"
+    staging = tmp_path / "broken.staging"  # where a train writes until it commits
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "rechub_core.cli", "train", str(config)]
     proc = subprocess.Popen(
@@ -76,7 +77,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_metrics_of_an_unbroken_run(
     )
     try:
         deadline = time.monotonic() + 240
-        while not (broken / "checkpoint.pt").exists():
+        while not (staging / "checkpoint.pt").exists():
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             assert time.monotonic() < deadline, "no checkpoint after 240 s"
             time.sleep(0.01)
@@ -89,13 +90,14 @@ def test_a_run_killed_mid_epoch_resumes_to_the_metrics_of_an_unbroken_run(
     assert proc.returncode == -signal.SIGKILL
     # what the killed run left is whole: its config and an epoch checkpoint (epoch 0, or 1 if
     # this process was descheduled for a whole epoch), and no final weights
-    assert load_torch(broken / "checkpoint.pt")["epoch"] in (0, 1)
-    assert not (broken / "model.pt").exists() and not (broken / "metrics.json").exists()
-    (broken / ".checkpoint.pt.x1y2z3.tmp").write_bytes(b"partial")  # as if killed mid-write
+    assert load_torch(staging / "checkpoint.pt")["epoch"] in (0, 1)
+    assert not (staging / "model.pt").exists() and not (staging / "metrics.json").exists()
+    assert not broken.exists(), "nothing is visible at the run folder before the commit"
+    (staging / ".checkpoint.pt.x1y2z3.tmp").write_bytes(b"partial")  # as if killed mid-write
 
     threads = _one_thread()
     try:
-        resumed = train_run(load_config(broken / "config.toml"), broken, False, resume=True)
+        resumed = train_run(load_config(staging / "config.toml"), broken, False, resume=True)
         unbroken = train_run(load_config(config), tmp_path / "unbroken", verbose=False)
     finally:
         torch.set_num_threads(threads)
@@ -108,6 +110,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_metrics_of_an_unbroken_run(
     saved = json.loads((broken / "metrics.json").read_text())
     assert saved["test"] == pytest.approx(unbroken.metrics, abs=1e-6)
     assert not list(broken.glob(".*.tmp")), "the stale temporary file was removed"
+    assert not staging.exists() and (broken / "run.json").is_file()
     for name in ("model.pt", "checkpoint.pt", "users.pt"):
         load_torch(broken / name)  # every file reads back
 

@@ -3,7 +3,6 @@
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -36,17 +35,22 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN/onnx).")] = None,
     ) -> None:
         """Export both towers to ONNX (checked against PyTorch with onnxruntime)."""
+        from rechub_core.io import check_output_dir
+        from rechub_core.run_folder import RunLock
         from rechub_core.runs import load_run
 
         try:
-            loaded = load_run(run)
-            trainer = loaded.trainer()
             target = out or (run / "onnx")
-            for side in ("user", "item"):
-                path = trainer.export_onnx(
-                    target / f"{side}_tower.onnx", mode=side, example=loaded.example(side)
-                )
-                _common.console.print(f"{side} tower: {path}")
+            if out is not None:  # RUN/onnx is checked with the run itself
+                check_output_dir(out, "export --out")
+            with RunLock(run):  # a writer: no train may commit over RUN meanwhile
+                loaded = load_run(run)
+                trainer = loaded.trainer()
+                for side in ("user", "item"):
+                    path = trainer.export_onnx(
+                        target / f"{side}_tower.onnx", mode=side, example=loaded.example(side)
+                    )
+                    _common.console.print(f"{side} tower: {path}")
         except RechubError as exc:
             _fail(exc)
 
@@ -59,27 +63,32 @@ def register(app: typer.Typer) -> None:
         output: Annotated[
             Path | None, typer.Option(help="Write user_id,rank,item_id,score CSV.")
         ] = None,
+        force: Annotated[bool, typer.Option(help="Overwrite an existing --output file.")] = False,
     ) -> None:
         """Top-K items for a user (or all users), seen items excluded."""
-        from rechub_core.io import write_text
+        from rechub_core.io import check_output_file, write_text
         from rechub_core.runs import load_run
         from rechub_core.runs import recall as do_recall
 
         if (user is None) == (users is None) or (users is not None and users != "all"):
             _fail(RechubError("pass exactly one of --user RAW_ID or --users all"))
         try:
+            if k <= 0:
+                raise RechubError(f"-k must be at least 1, got {k}")
+            if output is not None:
+                check_output_file(output, "--output", force)
             loaded = load_run(run)
             raw: list[Any] | None = None
             if user is not None:
-                enc = loaded.encoders["user_id"]
-                raw = [_coerce_raw_id(user, enc.classes)]
+                raw = [loaded.encoders["user_id"].parse(user)]
             frame = do_recall(loaded, raw, k)
+            if output is not None:
+                cols = ["user_id", "rank", "item_id", "score"]
+                write_text(output, frame[cols].to_csv(index=False))
         except RechubError as exc:
             _fail(exc)
             return
         if output is not None:
-            cols = ["user_id", "rank", "item_id", "score"]
-            write_text(output, frame[cols].to_csv(index=False))
             _common.console.print(
                 f"wrote {len(frame)} rows for {frame['user_id'].nunique()} users to {output}"
             )
@@ -93,14 +102,3 @@ def register(app: typer.Typer) -> None:
             d.pop("user_id")
             table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in d.values()))
         _common.console.print(table)
-
-
-def _coerce_raw_id(text: str, classes: Any) -> Any:
-    """Raw ids of a run may be ints or strings; match the type the encoder holds."""
-    sample = next(iter(classes), None)
-    if isinstance(sample, int | np.integer) and not isinstance(sample, bool):
-        try:
-            return int(text)
-        except ValueError:
-            raise RechubError(f"user ids of this run are integers; got {text!r}") from None
-    return text

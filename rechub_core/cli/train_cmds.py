@@ -1,5 +1,6 @@
 """``rechub train`` and ``rechub demo``."""
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,9 +37,15 @@ def _train_config(
     resume: bool,
 ) -> Any:
     """The run config of ``rechub train``; ``--resume`` without a config or a model reuses
-    the ``config.toml`` the interrupted run wrote into its folder."""
-    if resume and config is None and model is None and (out / "config.toml").is_file():
-        config = out / "config.toml"
+    the ``config.toml`` the interrupted run wrote into ``OUT.staging`` (else the committed
+    run's)."""
+    from rechub_core.run_folder import staging_path
+
+    if resume and config is None and model is None:
+        for folder in (staging_path(out), out):
+            if (folder / "config.toml").is_file():
+                config = folder / "config.toml"
+                break
     return _build_config(config, overrides, model)
 
 
@@ -69,19 +76,29 @@ def _print_result(model: str, source: str, metrics: Any, mostpop: Any, out: Path
     _common.console.print(f"run folder: {out}")
 
 
-def _launch_workers(cfg: Any, out: Path, nproc: int, resume: bool, quiet: bool) -> None:
-    """``rechub train --nproc N``: write the config into the run folder and start torchrun
-    with N copies of ``rechub train CONFIG --out OUT`` (rank 0 prints the results)."""
+def _launch_workers(
+    cfg: Any, out: Path, nproc: int, resume: bool, quiet: bool, force: bool
+) -> None:
+    """``rechub train --nproc N``: check the config, write it to a temporary file beside the
+    run folder (never into it: the run is written through OUT.staging) and start torchrun with
+    N copies of ``rechub train CONFIG --out OUT`` (rank 0 locks, commits, prints)."""
     from rechub_core import distributed
+    from rechub_core.checks import check_run_config
     from rechub_core.config import save_config
-    from rechub_core.io import ensure_writable_dir
+    from rechub_core.io import check_output_dir
 
-    ensure_writable_dir(out, "run folder")
-    config_path = out / "config.toml"
+    check_run_config(cfg)
+    check_output_dir(out, "run folder --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config_path = out.with_name(f".{out.name}.launch-{os.getpid()}.toml")
     save_config(cfg, config_path)
     args = ["train", str(config_path), "--out", str(out)]
-    args += ["--resume"] * resume + ["--quiet"] * quiet
-    if distributed.launch(nproc, args) != 0:
+    args += ["--resume"] * resume + ["--quiet"] * quiet + ["--force"] * force
+    try:
+        failed = distributed.launch(nproc, args) != 0
+    finally:
+        config_path.unlink(missing_ok=True)
+    if failed:
         raise RechubError(
             "data-parallel training failed; the ranks' errors are printed above. Resume it "
             f"from its last checkpoint with: rechub train --resume --nproc {nproc} --out {out}"
@@ -126,7 +143,11 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         data: Annotated[
-            str | None, typer.Option(help="synthetic | movielens-100k | PATH to a CSV/parquet log.")
+            str | None,
+            typer.Option(
+                help="synthetic | movielens-100k | PATH to a CSV/parquet log | PATH.txt with "
+                "one line per user: 'user item item ...' in time order."
+            ),
         ] = None,
         data_dir: Annotated[str | None, typer.Option(help="Folder of MovieLens-100K.")] = None,
         download: Annotated[
@@ -143,13 +164,24 @@ def register(app: typer.Typer) -> None:
         user_col: Annotated[str | None, typer.Option(help="User column of a log file.")] = None,
         item_col: Annotated[str | None, typer.Option(help="Item column of a log file.")] = None,
         time_col: Annotated[str | None, typer.Option(help="Time column of a log file.")] = None,
+        min_interactions: Annotated[
+            int | None,
+            typer.Option(help="Drop users with fewer interactions (at least 3; default 5)."),
+        ] = None,
         out: Annotated[Path, typer.Option(help="Run folder to write.")] = Path("runs/latest"),
+        force: Annotated[
+            bool,
+            typer.Option(
+                help="Replace an --out folder that is not a rechub run (its files are moved "
+                "to OUT.replaced-TIME)."
+            ),
+        ] = False,
         quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
         resume: Annotated[
             bool,
             typer.Option(
-                help="Continue a killed run from OUT/checkpoint.pt (config: OUT/config.toml "
-                "unless given)."
+                help="Continue a killed run from its checkpoint in OUT.staging (config: "
+                "OUT.staging/config.toml unless given)."
             ),
         ] = False,
         nproc: Annotated[
@@ -164,6 +196,13 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 help="Data-parallel with an in-batch sampler: use every rank's positives as "
                 "negatives (all-gather)."
+            ),
+        ] = None,
+        threads: Annotated[
+            int | None,
+            typer.Option(
+                help="Intra-op threads per process (default: the cores this process may use "
+                "minus the machine's load; the choice is logged)."
             ),
         ] = None,
     ) -> None:
@@ -184,6 +223,7 @@ def register(app: typer.Typer) -> None:
                         "user_col": user_col,
                         "item_col": item_col,
                         "time_col": time_col,
+                        "min_interactions": min_interactions,
                     },
                     "train": {
                         "epochs": epochs,
@@ -192,6 +232,7 @@ def register(app: typer.Typer) -> None:
                         "lr": lr,
                         "device": device,
                         "gather_negatives": gather_negatives,
+                        "threads": threads,
                     },
                 },
                 model,
@@ -200,10 +241,10 @@ def register(app: typer.Typer) -> None:
             )
             cfg = _with_index(cfg, index)
             if nproc is not None and nproc > 1 and distributed.env_world_size() <= 1:
-                _launch_workers(cfg, out, nproc, resume, quiet)
+                _launch_workers(cfg, out, nproc, resume, quiet, force)
                 return
             ctx, _ = distributed.setup(cfg.train.device)
-            result = train_run(cfg, out, verbose=not quiet, resume=resume)
+            result = train_run(cfg, out, verbose=not quiet, resume=resume, force=force)
         except RechubError as exc:
             _fail(exc)
             return
@@ -242,6 +283,10 @@ def register(app: typer.Typer) -> None:
                 raise RechubError(
                     "no model plugin is installed; install one, e.g. "
                     "`pip install -e plugins/rechub_plugins_dssm`"
+                )
+            if epochs is not None and epochs < 1:
+                raise RechubError(
+                    f"--epochs must be at least 1, got {epochs}; pass --epochs 1 or more"
                 )
             cfg = RunConfig(
                 model=ComponentConfig(name),
