@@ -1,4 +1,5 @@
-"""Building blocks shared by every model: embeddings, MLP, normalisation and mask helpers.
+"""Building blocks shared by every model: embeddings, MLP, normalisation, masks and the causal
+Transformer block.
 
 Shapes: B batch, L sequence length, D embedding width, K interests.
 """
@@ -28,6 +29,14 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+#: what masked attention logits are set to: finite, so that a row with nothing visible gives
+#: uniform weights (over zero vectors) instead of NaN, in the forward and the backward pass
+MASK_VALUE = -1e9
+
+#: keys of a seed-style MLP params dict (``user_params={"dims": [...], ...}``)
+MLP_PARAM_KEYS = ("dims", "dropout", "activation")
+
+
 def input_checks_enabled() -> bool:
     """Input checks run eagerly only; they are data-dependent and cannot be traced/exported."""
     return not (
@@ -43,6 +52,12 @@ def padding_mask(seq: Tensor) -> Tensor:
 def causal_mask(length: int, device: torch.device | None = None) -> Tensor:
     """``(L, L)`` bool, True where position i may attend to position j (j <= i)."""
     return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+
+
+def masked_softmax(logits: Tensor, allowed: Tensor, dim: int) -> Tensor:
+    """Softmax of ``logits`` over ``dim`` where ``allowed`` (broadcastable bool) is True; the
+    others get :data:`MASK_VALUE` (no NaN rows)."""
+    return torch.softmax(logits.masked_fill(~allowed, MASK_VALUE), dim=dim)
 
 
 def gather_last(states: Tensor, mask: Tensor) -> Tensor:
@@ -140,6 +155,20 @@ def make_activation(name: str, num_features: int | None = None) -> nn.Module:
     return ACTIVATIONS[key]()
 
 
+def mlp_params(
+    params: Mapping[str, Any] | None, defaults: Mapping[str, Any], where: str
+) -> dict[str, Any]:
+    """A seed-style MLP params dict (``dims``, ``dropout``, ``activation``) over ``defaults``,
+    rejecting unknown keys with a message naming ``where`` (e.g. "DSSM user_params")."""
+    merged = {**defaults, **(params or {})}
+    unknown = sorted(set(merged) - set(MLP_PARAM_KEYS))
+    if unknown:
+        raise InputError(
+            f"{where} has unknown keys {unknown}; allowed: {', '.join(MLP_PARAM_KEYS)}"
+        )
+    return merged
+
+
 class MLP(nn.Module):
     """Stack of Linear -> activation -> dropout; the last layer is linear unless asked otherwise.
 
@@ -184,6 +213,69 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``(B, input_dim) -> (B, dims[-1])``."""
         return self.net(x)
+
+
+class CausalSelfAttentionBlock(nn.Module):
+    """Pre-LayerNorm Transformer block: masked multi-head self-attention and a feed-forward
+    layer, both residual: ``(B, L, D) -> (B, L, D)``.
+
+    Args:
+        dim: D (``num_heads`` must divide it).
+        num_heads: attention heads.
+        hidden_size: feed-forward width.
+        dropout: on the attention weights and on both residual branches.
+        ffn_dropout: also drop out the feed-forward's hidden activations (SASRec does; the
+            multi-interest context blocks do not).
+        init: "default" keeps PyTorch's Linear init (SASRec), "xavier" re-initialises the
+            Linear weights Xavier-uniform with zero biases (the multi-interest blocks). Both
+            are kept so that each family's trained numbers stay what they were.
+        where: the model named in errors.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        hidden_size: int,
+        dropout: float,
+        ffn_dropout: bool = True,
+        init: str = "default",
+        where: str = "attention block",
+    ) -> None:
+        super().__init__()
+        if num_heads < 1 or dim % num_heads:
+            raise InputError(f"{where}: num_heads={num_heads} must divide embed_dim={dim}")
+        if init not in ("default", "xavier"):
+            raise InputError(f"{where}: init must be 'default' or 'xavier', got {init!r}")
+        self.num_heads = num_heads
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        up, down = nn.Linear(dim, hidden_size), nn.Linear(hidden_size, dim)
+        self.ffn = nn.Sequential(up, nn.GELU(), nn.Dropout(dropout if ffn_dropout else 0.0), down)
+        self.dropout = nn.Dropout(dropout)
+        if init == "xavier":
+            for lin in (self.qkv, self.proj, up, down):
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.zeros_(lin.bias)
+
+    def attention(self, x: Tensor, allowed: Tensor) -> Tensor:
+        """``x (B, L, D)``, ``allowed (B, L, L)`` bool (query, key) -> ``(B, L, D)``."""
+        b, length, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)  # 3 x (B, L, D)
+        shape = (b, length, self.num_heads, d // self.num_heads)
+        q, k, v = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))  # (B, h, L, d_h)
+        scores = q @ k.transpose(-2, -1) / (d // self.num_heads) ** 0.5  # (B, h, L, L)
+        attn = masked_softmax(scores, allowed.unsqueeze(1), dim=-1)  # (B, h, L, L)
+        y = self.dropout(attn) @ v  # (B, h, L, d_h)
+        y = y.transpose(1, 2).reshape(b, length, d)  # (B, L, D)
+        return self.dropout(self.proj(y))  # (B, L, D)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        """``x (B, L, D)``, ``allowed (B, L, L)`` bool -> ``(B, L, D)``."""
+        x = x + self.attention(self.ln1(x), allowed)  # (B, L, D)
+        return x + self.dropout(self.ffn(self.ln2(x)))  # (B, L, D)
 
 
 def _root(name: str, by_name: Mapping[str, Feature]) -> str:

@@ -40,7 +40,8 @@ class MatchModel(nn.Module):
     #: True when the model is trained on every position of each user's sequence: it then
     #: implements :meth:`encode_user_steps` and names its history input in ``history_feature``.
     trains_on_sequences: ClassVar[bool] = False
-    #: name of the ordered history input (``(B, L)`` item ids, right-padded)
+    #: name of the ordered history input (``(B, L)`` item ids, oldest first, right-padded with
+    #: 0: the history contract of docs/protocol.md)
     history_feature: str = "hist_item_id"
 
     def __init__(
@@ -93,6 +94,12 @@ class MatchModel(nn.Module):
     def encode_item(self, x: Mapping[str, Tensor]) -> Tensor:
         """Item vectors ``(B, D)``."""
         raise NotImplementedError
+
+    def encode_user_train(self, x: Mapping[str, Tensor]) -> Tensor:
+        """The user vectors the training loss scores: :meth:`encode_user` (same shape in
+        training and evaluation), unless the model trains on a vector it does not serve
+        (SINE: its aggregated interest ``(B, D)``). Only the trainer calls it."""
+        return self.encode_user(x)
 
     def encode_user_steps(self, x: Mapping[str, Tensor]) -> Tensor:
         """User vectors after each position of the history: ``(B, L, D)`` where row ``[b, t]``

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from rechub_core.errors import InputError
 from rechub_core.features import Feature, SparseFeature
-from rechub_core.layers import MLP, EmbeddingLayer, l2_normalize, pooled_width
+from rechub_core.layers import MLP, EmbeddingLayer, l2_normalize, mlp_params, pooled_width
 from rechub_core.model import MatchModel
 
 
@@ -120,7 +120,8 @@ class TwoTowerModel(MatchModel):
         if u_dim is not None and i_dim is not None and u_dim != i_dim:
             raise InputError(
                 f"mismatched towers: the user tower outputs D={u_dim}, the item tower D={i_dim}; "
-                "give both the same output width"
+                "give both the same output width (a history encoder's is its embed_dim, by "
+                "default its history feature's embed_dim; an MLP tower's is dims[-1])"
             )
         self.user_tower = user_tower
         self.item_tower = item_tower
@@ -140,9 +141,6 @@ class TwoTowerModel(MatchModel):
         return reg() if callable(reg) else None
 
 
-MLP_PARAM_KEYS = ("dims", "dropout", "activation")
-
-
 def mlp_tower_from_params(
     features: Sequence[Feature],
     params: Mapping[str, Any] | None,
@@ -151,14 +149,9 @@ def mlp_tower_from_params(
     where: str,
 ) -> MLPTower:
     """An :class:`MLPTower` from a seed-style params dict (``dims``, ``dropout``,
-    ``activation``), rejecting unknown keys with a message naming ``where`` (e.g.
-    "DSSM user_params")."""
-    merged = {**defaults, **(params or {})}
-    unknown = sorted(set(merged) - set(MLP_PARAM_KEYS))
-    if unknown:
-        raise InputError(
-            f"{where} has unknown keys {unknown}; allowed: {', '.join(MLP_PARAM_KEYS)}"
-        )
+    ``activation``; :func:`~rechub_core.layers.mlp_params` rejects unknown keys naming
+    ``where``, e.g. "DSSM user_params")."""
+    merged = mlp_params(params, defaults, where)
     return MLPTower(
         features,
         dims=list(merged["dims"]),

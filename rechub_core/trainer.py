@@ -259,12 +259,12 @@ class MatchTrainer:
                 f"{', '.join(sorted(x))}); each row needs the positive item"
             )
         if "label" in x:
-            return self._labelled_loss(x, model.encode_user(x), loader)
+            return self._labelled_loss(x, model.encode_user_train(x), loader)
         if SEQUENCE_COLUMN in x:
             user, pos = self._step_users(x)  # (M, D), (M,): every position of every sequence
         else:
             pos = x[id_name]  # (B,)
-            user = model.encode_user(x)  # (B, D) or (B, K, D)
+            user = model.encode_user_train(x)  # (B, D) or (B, K, D)
         self._last_batch_targets = int(pos.shape[0])
         if self._gathers:
             return self._gathered_in_batch_loss(user, pos, loader, gen)

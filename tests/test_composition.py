@@ -34,11 +34,8 @@ def compose(schema: DataSchema, encoder: str = "sasrec") -> TwoTowerModel:
     """A plugin's encoder (by name) against the core's MLP tower over the item id and its
     side columns; the history shares the item id's table."""
     history = schema.history(DIM, pooling=None)
-    # the sequential encoders name their inputs `features`, the multi-interest ones
-    # `user_features` (see the report in docs/plugins.md, "Composing a model")
-    inputs = "user_features" if get_spec("encoder", encoder).multi_interest else "features"
-    params = {inputs: [history], "embedding_dim": DIM, "max_len": MAX_LEN, "num_heads": 2}
-    user = create("encoder", encoder, **params)
+    # every encoder names its inputs `features` and takes its width from the history
+    user = create("encoder", encoder, features=[history], max_len=MAX_LEN, num_heads=2)
     item_id, side = schema.item_id(DIM), schema.item_side(DIM)
     item = create("tower", "mlp", features=[item_id, *side], dims=[32, DIM])
     return TwoTowerModel(user, item, temperature=0.1)
@@ -89,7 +86,24 @@ def test_multi_interest_encoder_composes(data: PreparedData) -> None:
 
 def test_mismatched_widths_are_named(data: PreparedData) -> None:
     schema = DataSchema.from_prepared(data)
-    user = create("encoder", "gru4rec", features=[schema.history(DIM, pooling=None)])
+    user = create("encoder", "gru4rec", features=[schema.history(DIM, pooling=None)], embed_dim=32)
     item = create("tower", "item_embedding", item_feature=schema.item_id(DIM))
-    with pytest.raises(InputError, match="user tower outputs D=32, the item tower D=16"):
+    with pytest.raises(
+        InputError, match=r"user tower outputs D=32, the item tower D=16.*embed_dim"
+    ):
         TwoTowerModel(user, item)
+
+
+@pytest.mark.parametrize(
+    "name", ["gru4rec", "narm", "sasrec", "stamp", "mind", "sine", "comirec_dr", "comirec_sa"]
+)
+def test_every_history_encoder_has_one_base_and_one_keyword(data: PreparedData, name: str) -> None:
+    """Every encoder of both families reads its history through the core's HistoryEncoder,
+    takes `features=` and defaults its width to the history's."""
+    from rechub_core.history import HistoryEncoder
+
+    history = DataSchema.from_prepared(data).history(DIM, pooling=None)
+    params = {"num_heads": 2} if name in ("sasrec", "sine", "comirec_dr", "comirec_sa") else {}
+    encoder = create("encoder", name, features=[history], **params)
+    assert isinstance(encoder, HistoryEncoder)
+    assert encoder.output_dim == DIM and encoder.history is history

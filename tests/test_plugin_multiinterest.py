@@ -88,11 +88,9 @@ def test_user_vector_equals_last_training_step(name: str) -> None:
 def test_gradients_reach_every_parameter(name: str) -> None:
     model = build(name, dropout=0.0) if name != "MIND" else build(name)
     model.train()
-    steps = model.encode_user_steps(X)  # (B, L, K(+1), D)
-    keep = X["hist_item_id"] != 0
-    users = steps[keep]
+    users = model.encode_user_train(X)  # what the trainer scores: (B, K, D), SINE's (B, D)
     items = model.encode_item({"item_id": torch.arange(N_ITEMS)})
-    target = X["hist_item_id"][keep]
+    target = X["item_id"]
     logits = model.logits(users, items, target)
     loss = torch.nn.functional.cross_entropy(logits, target)
     reg = model.regularization()
@@ -129,17 +127,39 @@ def test_right_padding_does_not_change_the_vector(hist: list[int], extra: int, w
     )
 
 
-def test_history_longer_than_capacity(name: str) -> None:
-    """Models with positions accept L up to max_len and raise beyond; MIND has no positions."""
+@pytest.mark.parametrize("name", sorted(MODELS))
+@settings(max_examples=10, deadline=None)
+@given(items=st.lists(st.integers(1, N_ITEMS - 1), min_size=MAX_LEN + 1, max_size=3 * MAX_LEN))
+def test_history_longer_than_max_len_keeps_the_most_recent(name: str, items: list[int]) -> None:
+    """The history contract (docs/protocol.md): a history longer than the model's window is
+    read as its newest max_len items, never the oldest, never an error."""
+    model = build(name, max_len=MAX_LEN).eval()
+    with torch.no_grad():
+        long = model.encode_user(batch([items]))
+        recent = model.encode_user(batch([items[-MAX_LEN:]]))
+    torch.testing.assert_close(long, recent, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@settings(max_examples=10, deadline=None)
+@given(
+    items=st.lists(st.integers(1, N_ITEMS - 1), min_size=1, max_size=MAX_LEN),
+    pad=st.integers(1, 5),
+)
+def test_left_and_right_padding_give_the_same_vectors(
+    name: str, items: list[int], pad: int
+) -> None:
     model = build(name).eval()
-    ok = batch([list(range(1, MAX_LEN + 1))])
-    assert torch.isfinite(model.encode_user(ok)).all()
-    long = batch([list(range(1, MAX_LEN + 3))])
-    if name == "MIND":
-        assert torch.isfinite(model.encode_user(long)).all()
-    else:
-        with pytest.raises(InputError, match="most recent"):
-            model.encode_user(long)
+    right = batch([items + [0] * pad])
+    left = {**right, "hist_item_id": torch.tensor([[0] * pad + items])}
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.encode_user(left), model.encode_user(right), atol=1e-5, rtol=1e-5
+        )
+        # per-position vectors come back in the input's layout
+        steps_left = model.encode_user_steps(left)[0, pad:]
+        steps_right = model.encode_user_steps(right)[0, : len(items)]
+    torch.testing.assert_close(steps_left, steps_right, atol=1e-5, rtol=1e-5)
 
 
 def test_empty_history_gives_a_defined_vector(name: str) -> None:
@@ -162,10 +182,10 @@ def test_unsupported_modes_raise(name: str, tmp_path: Path) -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(InputError, match="embedding_dim"):
-        ComirecSA.from_schema(SCHEMA, embed_dim=DIM, num_heads=2).__class__(
-            [SCHEMA.history(DIM, pooling=None)], [SCHEMA.item_id(DIM)], embedding_dim=DIM * 2
-        )
+    with pytest.raises(InputError, match="embed_dim=32 but the history feature"):
+        ComirecSA([SCHEMA.history(DIM, pooling=None)], [SCHEMA.item_id(DIM)], embed_dim=DIM * 2)
+    with pytest.raises(InputError, match=r"item id 'item_id' has embed_dim 32 .* same embed_dim"):
+        ComirecSA([SCHEMA.history(DIM, pooling=None)], [SCHEMA.item_id(DIM * 2)])
     with pytest.raises(InputError, match="pooling=None"):
         MIND([SCHEMA.history(DIM, pooling="mean")], [SCHEMA.item_id(DIM)])
     with pytest.raises(InputError, match="n_items"):
@@ -219,10 +239,15 @@ def test_sine_regulariser_and_aggregation() -> None:
     model = build("SINE")
     reg = model.regularization()
     assert reg is not None and reg.item() >= 0 and reg.requires_grad
-    model.train()
-    assert model.encode_user(X).shape == (4, K + 1, DIM)  # the aggregated vector trains
-    model.eval()
-    assert model.encode_user(X).shape == (4, K, DIM)
+    for training in (True, False):  # one shape in both modes; the trained vector is separate
+        model.train(training)
+        assert model.encode_user(X).shape == (4, K, DIM)
+        aggregated = model.encode_user_train(X)  # (B, D): the interests mixed
+        assert aggregated.shape == (4, DIM)
+        torch.testing.assert_close(aggregated.norm(dim=-1), torch.ones(4))
+    for other in ("MIND", "ComirecSA"):  # the others train on the vectors they serve
+        m = build(other).eval()
+        torch.testing.assert_close(m.encode_user_train(X), m.encode_user(X))
 
 
 def test_encoders_are_registered_and_compose() -> None:
@@ -237,14 +262,27 @@ def test_encoders_are_registered_and_compose() -> None:
     encoder = create(
         "encoder",
         "comirec_sa",
-        user_features=[SCHEMA.history(DIM, pooling=None)],
-        embedding_dim=DIM,
+        features=[SCHEMA.history(DIM, pooling=None)],
         num_heads=2,
         max_len=MAX_LEN,
     )
     composed = TwoTowerModel(encoder, ItemEmbeddingTower(SCHEMA.item_id(DIM), normalize=True), 0.05)
     assert composed.multi_interest
     assert composed.encode_user(X).shape == (4, K, DIM)
+
+
+def test_old_keywords_still_work_with_a_warning() -> None:
+    from rechub_plugins_multiinterest import ComirecSAEncoder
+
+    history = SCHEMA.history(DIM, pooling=None)
+    with pytest.warns(DeprecationWarning) as caught:
+        encoder = ComirecSAEncoder(user_features=[history], embedding_dim=DIM, num_heads=2)
+    messages = sorted(str(w.message).split(": ")[1] for w in caught)
+    assert messages == [
+        "embedding_dim= is deprecated, use embed_dim=",
+        "user_features= is deprecated, use features=",
+    ]
+    assert encoder.output_dim == DIM and encoder.history is history
 
 
 # --------------------------------------------------------------------------- retrieval

@@ -33,7 +33,7 @@ def small(name: str, **params: Any) -> Any:
     torch.manual_seed(0)
     cls = get_spec("model", name).factory
     width = {"SASRec": {"num_heads": 2}}.get(name, {})
-    return cls([HIST], [ITEM], embedding_dim=16, **{**width, **params}).eval()
+    return cls([HIST], [ITEM], **{**width, **params}).eval()  # D = the history's 16
 
 
 def user(model: Any, rows: list[list[int]] | torch.Tensor) -> torch.Tensor:
@@ -55,12 +55,13 @@ def test_models_and_encoders_are_registered() -> None:
         spec = get_spec("model", name)
         assert spec.family == "sequential"
         d = spec.train_defaults
-        assert (d.mode, d.loss, d.sampler) == (2, "softmax", "full")
+        assert (d.mode, d.loss) == (2, "softmax")
+        assert d.sampler in ("full", "auto")  # a full softmax ("auto": up to 5,000 items)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_encoder_composes_into_two_tower_model(name: str) -> None:
-    encoder = create("encoder", name.lower(), features=[HIST], embedding_dim=16)
+    encoder = create("encoder", name.lower(), features=[HIST], embed_dim=16)
     item = create("tower", "item_embedding", item_feature=ITEM)
     model = TwoTowerModel(encoder, item, temperature=0.05).eval()
     u = user(model, [[1, 2, 3, 0], [4, 0, 0, 0]])
@@ -79,12 +80,40 @@ def test_user_vectors_are_unit_and_scores_use_shared_table(name: str) -> None:
     assert model.embedding.table("hist_item_id") is model.embedding.table("item_id")
 
 
-def test_narrow_table_is_projected_to_embedding_dim() -> None:
+def test_narrow_table_is_projected_to_embed_dim() -> None:
     item = SparseFeature("item_id", N_ITEMS, 8)
     hist = SequenceFeature("hist_item_id", N_ITEMS, 8, pooling=None, shared_with="item_id")
-    model = get_spec("model", "GRU4Rec").factory([hist], [item], embedding_dim=16).eval()
+    model = get_spec("model", "GRU4Rec").factory([hist], [item], embed_dim=16).eval()
     assert user(model, [[1, 2]]).shape == (1, 16)
     assert model.encode_item({"item_id": torch.tensor([1, 2])}).shape == (2, 16)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_width_defaults_to_the_history_feature(name: str) -> None:
+    hist = SequenceFeature("hist_item_id", N_ITEMS, 8, pooling=None, shared_with="item_id")
+    params = {"num_heads": 2} if name == "SASRec" else {}
+    encoder = create("encoder", name.lower(), features=[hist], **params)
+    assert encoder.output_dim == 8
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_old_embedding_dim_keyword_still_works_with_a_warning(name: str) -> None:
+    torch.manual_seed(0)
+    new = get_spec("model", name).factory([HIST], [ITEM], embed_dim=32)
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match="embedding_dim= is deprecated, use embed_dim="):
+        old = get_spec("model", name).factory([HIST], [ITEM], embedding_dim=32)
+    assert old.user_tower.output_dim == 32
+    for (k, a), (_, b) in zip(new.state_dict().items(), old.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    with pytest.raises(InputError, match="give embed_dim= only"):
+        get_spec("model", name).factory([HIST], [ITEM], embed_dim=32, embedding_dim=32)
+
+
+def test_from_schema_takes_embed_dim(synthetic: PreparedData) -> None:
+    schema = DataSchema.from_prepared(synthetic)
+    model = get_spec("model", "GRU4Rec").from_schema(schema, embed_dim=8)
+    assert model.user_tower.output_dim == 8 and model.embedding.table("item_id").embedding_dim == 8
 
 
 def test_missing_history_feature_is_a_clear_error() -> None:

@@ -14,21 +14,17 @@ Shapes: B batch, T query positions, L history length, K interests, D width.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor, nn
 
 from rechub_core.errors import InputError
-from rechub_core.features import Feature, SequenceFeature, item_id_feature
-from rechub_core.layers import EmbeddingLayer, causal_mask, input_checks_enabled, l2_normalize
+from rechub_core.features import Feature, item_id_feature
+from rechub_core.history import HistoryEncoder, last_position, renamed_keywords, restore_layout
+from rechub_core.layers import CausalSelfAttentionBlock, EmbeddingLayer, causal_mask
 from rechub_core.schema import DataSchema
 from rechub_core.towers import ItemEmbeddingTower, TwoTowerModel
-
-#: masked logits get this instead of -inf, so that a row with nothing visible (an empty
-#: history) gives uniform weights over zero vectors, never NaN
-MASKED = -1e9
-
 
 # --------------------------------------------------------------------------- routing helpers
 
@@ -84,51 +80,7 @@ def dynamic_routing(
     return caps
 
 
-def masked_softmax(logits: Tensor, vis: Tensor, dim: int) -> Tensor:
-    """Softmax of ``logits`` over ``dim`` where ``vis`` is True (finite fill: no NaN rows)."""
-    return torch.softmax(logits.masked_fill(~vis, MASKED), dim=dim)
-
-
 # --------------------------------------------------------------------------- history context
-
-
-class CausalSelfAttentionBlock(nn.Module):
-    """Pre-LN Transformer block with causal, padding-aware attention: ``(B, L, D) -> (B, L, D)``.
-
-    Position ``t`` reads real positions ``<= t`` only, so appending padding on the right never
-    changes the outputs at real positions.
-    """
-
-    def __init__(self, dim: int, num_heads: int, hidden_size: int, dropout: float) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise InputError(f"num_heads={num_heads} must divide the embedding width {dim}")
-        self.num_heads = num_heads
-        self.norm1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(
-            nn.Linear(dim, hidden_size), nn.GELU(), nn.Linear(hidden_size, dim)
-        )
-        self.dropout = nn.Dropout(dropout)
-        for lin in (self.qkv, self.proj, self.ffn[0], self.ffn[2]):
-            nn.init.xavier_uniform_(lin.weight)
-            nn.init.zeros_(lin.bias)
-
-    def forward(self, h: Tensor, allowed: Tensor) -> Tensor:
-        """``h (B, L, D)``, ``allowed (B, L, L)`` bool -> ``(B, L, D)``."""
-        b, n, d = h.shape
-        heads = self.num_heads
-        q, k, v = self.qkv(self.norm1(h)).chunk(3, dim=-1)  # (B, L, D) each
-        q = q.reshape(b, n, heads, -1).transpose(1, 2)  # (B, H, L, D/H)
-        k = k.reshape(b, n, heads, -1).transpose(1, 2)  # (B, H, L, D/H)
-        v = v.reshape(b, n, heads, -1).transpose(1, 2)  # (B, H, L, D/H)
-        scores = q @ k.transpose(-1, -2) / (q.shape[-1] ** 0.5)  # (B, H, L, L)
-        att = masked_softmax(scores, allowed.unsqueeze(1), dim=-1)  # (B, H, L, L)
-        out = (self.dropout(att) @ v).transpose(1, 2).reshape(b, n, d)  # (B, L, D)
-        h = h + self.dropout(self.proj(out))  # (B, L, D)
-        return h + self.dropout(self.ffn(self.norm2(h)))  # (B, L, D)
 
 
 class HistoryContext(nn.Module):
@@ -160,8 +112,11 @@ class HistoryContext(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {dropout}")
         self.max_len = max_len
+        # Xavier init and no dropout inside the feed-forward: what these blocks always had
         self.blocks = nn.ModuleList(
-            CausalSelfAttentionBlock(dim, num_heads, hidden_size, dropout)
+            CausalSelfAttentionBlock(
+                dim, num_heads, hidden_size, dropout, ffn_dropout=False, init="xavier"
+            )
             for _ in range(num_layers)
         )
         self.position = nn.Embedding(max_len, dim) if num_layers else None
@@ -191,69 +146,49 @@ class HistoryContext(nn.Module):
 # --------------------------------------------------------------------------- encoders
 
 
-class MultiInterestEncoder(nn.Module):
+class MultiInterestEncoder(HistoryEncoder):
     """Base class of the user encoders: a history (``SequenceFeature`` with ``pooling=None``,
-    right-padded, normally ``shared_with`` the item id) -> K interests.
+    normally ``shared_with`` the item id), read under the core's history contract
+    (:class:`~rechub_core.history.HistoryEncoder`: compacted, the newest ``max_len`` items)
+    -> K interests.
 
     Subclasses implement :meth:`interests`. Called as a tower, ``encoder(x, embedding)``
-    returns ``(B, K, D)`` (L2-normalised when ``normalize``); :meth:`steps` returns
-    ``(B, L, K, D)``, row ``t`` using positions ``<= t`` only.
+    returns ``(B, K, D)`` (L2-normalised when ``normalize``), in training and in evaluation;
+    :meth:`steps` returns ``(B, L, K, D)``, row ``t`` using positions ``<= t`` only.
 
     An all-padding (empty) history gives a defined vector (every weight spreads over zero
     embeddings), never NaN.
 
-    Attributes:
-        features: the inputs read (the history plus any profile features).
-        output_dim: D.
-        multi_interest: True.
+    Args:
+        features: the history plus any profile features.
         n_interest: K.
-        max_len: longest history accepted (positional capacity; ``None``: unlimited).
+        embed_dim: D; None takes the history's ``embed_dim`` (another value is an error:
+            interests are sums of history embeddings).
+        max_len: longest history read (positional capacity; None: unlimited).
+        normalize: L2-normalise the interests.
     """
 
     multi_interest = True
+    model_name: ClassVar[str] = "multi-interest encoder"
 
     def __init__(
-        self, user_features: Sequence[Feature], n_interest: int, normalize: bool = True
+        self,
+        features: Sequence[Feature],
+        n_interest: int,
+        embed_dim: int | None = None,
+        max_len: int | None = None,
+        normalize: bool = True,
     ) -> None:
-        super().__init__()
-        self.features = list(user_features)
-        hist = [f for f in self.features if isinstance(f, SequenceFeature) and f.pooling is None]
-        if len(hist) != 1:
+        super().__init__(features, embed_dim, max_len, normalize)
+        if embed_dim is not None and embed_dim != self.history.embed_dim:
             raise InputError(
-                f"{type(self).__name__} needs exactly one history SequenceFeature with "
-                f"pooling=None among user_features (found {len(hist)}); declare it as "
-                "DataSchema.history(dim, pooling=None)"
+                f"{type(self).__name__} embed_dim={embed_dim} but the history feature "
+                f"{self.history.name!r} has embed_dim={self.history.embed_dim}; drop embed_dim "
+                "(it defaults to the history's) or declare the history with that width"
             )
         if not isinstance(n_interest, int) or n_interest < 1:
             raise InputError(f"n_interest must be a positive int, got {n_interest!r}")
-        self.history: SequenceFeature = hist[0]
-        self.output_dim = self.history.embed_dim
         self.n_interest = n_interest
-        self.normalize = normalize
-        self.max_len: int | None = None
-        self._regularization: Tensor | None = None
-
-    def check_dim(self, embedding_dim: int) -> None:
-        """Raise when the declared width differs from the history's embed_dim."""
-        if embedding_dim != self.output_dim:
-            raise InputError(
-                f"{type(self).__name__} embedding_dim={embedding_dim} but the history feature "
-                f"{self.history.name!r} has embed_dim={self.output_dim}; make them equal"
-            )
-
-    def read_history(
-        self, x: Mapping[str, Tensor], embedding: EmbeddingLayer
-    ) -> tuple[Tensor, Tensor]:
-        """Embedded history ``(B, L, D)`` (zeros at padding) and its mask ``(B, L)``."""
-        emb, mask = embedding.sequence(x, self.history.name)  # (B, L, D), (B, L)
-        if input_checks_enabled() and self.max_len is not None and emb.shape[1] > self.max_len:
-            raise InputError(
-                f"history {self.history.name!r} has length {emb.shape[1]} but "
-                f"{type(self).__name__} holds positions for {self.max_len}; keep the most recent "
-                f"{self.max_len} items (prepare(max_len=...)) or build the model with a "
-                "larger max_len"
-            )
-        return emb, mask
 
     def interests(
         self,
@@ -269,34 +204,34 @@ class MultiInterestEncoder(nn.Module):
         Args:
             x: the batch (for profile features).
             embedding: the model's embedding tables.
-            emb: ``(B, L, D)`` history embeddings; mask ``(B, L)``.
+            emb: ``(B, L, D)`` compacted history embeddings; mask ``(B, L)``.
             vis: ``(B, T, L)`` positions each query reads.
             last: ``(B, T)`` index of each query's most recent visible position (relative
                 positions are measured from it).
         """
         raise NotImplementedError
 
-    def aggregate(self, interests: Tensor, h_context: Tensor | None = None) -> Tensor | None:
-        """Optional training-time single vector per query ``(B, T, D)`` (SINE); None: the
-        core picks the interest closest to the target."""
-        return None
+    def whole_history(
+        self, x: Mapping[str, Tensor], embedding: EmbeddingLayer
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The one query that sees the whole history: ``emb (B, L, D)``, ``mask (B, L)``,
+        ``vis (B, 1, L)``, ``last (B, 1)``."""
+        emb, mask, _ = self.read_history(x, embedding)  # (B, L, D), (B, L)
+        return emb, mask, mask.unsqueeze(1), last_position(mask).unsqueeze(1)
 
     def forward(self, x: Mapping[str, Tensor], embedding: EmbeddingLayer) -> Tensor:
         """``(B, K, D)`` interests from the whole history."""
-        emb, mask = self.read_history(x, embedding)  # (B, L, D), (B, L)
-        vis = mask.unsqueeze(1)  # (B, 1, L)
-        last = (mask.long().sum(dim=1, keepdim=True) - 1).clamp(min=0)  # (B, 1)
-        out = self.interests(x, embedding, emb, mask, vis, last)[:, 0]  # (B, K(+1), D)
-        return l2_normalize(out) if self.normalize else out
+        emb, mask, vis, last = self.whole_history(x, embedding)
+        return self.finish(self.interests(x, embedding, emb, mask, vis, last)[:, 0])  # (B, K, D)
 
     def steps(self, x: Mapping[str, Tensor], embedding: EmbeddingLayer) -> Tensor:
-        """``(B, L, K, D)``: row ``t`` from history positions ``<= t``."""
-        emb, mask = self.read_history(x, embedding)  # (B, L, D), (B, L)
+        """``(B, L, K, D)`` in the input's layout: row ``t`` from history positions ``<= t``."""
+        emb, mask, dest = self.read_history(x, embedding)  # (B, L', D), (B, L'), (B, L)
         n = emb.shape[1]
-        vis = causal_mask(n, emb.device).unsqueeze(0) & mask.unsqueeze(1)  # (B, L, L)
-        last = torch.arange(n, device=emb.device).unsqueeze(0).expand(emb.shape[0], n)  # (B, L)
-        out = self.interests(x, embedding, emb, mask, vis, last)  # (B, L, K(+1), D)
-        return l2_normalize(out) if self.normalize else out
+        vis = causal_mask(n, emb.device).unsqueeze(0) & mask.unsqueeze(1)  # (B, L', L')
+        last = torch.arange(n, device=emb.device).unsqueeze(0).expand(emb.shape[0], n)
+        out = self.interests(x, embedding, emb, mask, vis, last)  # (B, L', K, D)
+        return restore_layout(self.finish(out), dest)  # (B, L, K, D)
 
     def regularization(self) -> Tensor | None:
         """Extra loss term (SINE's covariance regulariser); None by default."""
@@ -328,18 +263,26 @@ class MultiInterestModel(TwoTowerModel):
 
     supported_modes = (2,)
     multi_interest = True
+    #: the encoder class this model wraps
+    encoder_class: ClassVar[type[MultiInterestEncoder]]
 
     def __init__(
-        self, encoder: MultiInterestEncoder, item_features: Sequence[Feature], temperature: float
+        self,
+        user_features: Sequence[Feature],
+        item_features: Sequence[Feature],
+        temperature: float = 0.02,
+        **encoder_params: Any,
     ) -> None:
+        encoder = self.encoder_class(user_features, **encoder_params)
         item_id = item_id_feature(item_features, type(self).__name__)
         if item_id.embed_dim != encoder.output_dim:
             raise InputError(
-                f"{type(self).__name__}: the item id has embed_dim {item_id.embed_dim} but "
-                f"the history has {encoder.output_dim}; give both the same width"
+                f"{type(self).__name__}: the item id {item_id.name!r} has embed_dim "
+                f"{item_id.embed_dim} but the history {encoder.history_name!r} has "
+                f"{encoder.output_dim}; declare both features with the same embed_dim"
             )
         super().__init__(encoder, ItemEmbeddingTower(item_id, normalize=True), temperature)
-        self.history_feature = encoder.history.name
+        self.history_feature = encoder.history_name
 
     @property
     def encoder(self) -> MultiInterestEncoder:
@@ -347,17 +290,17 @@ class MultiInterestModel(TwoTowerModel):
         return self.user_tower  # type: ignore[return-value]
 
     @classmethod
+    @renamed_keywords(embedding_dim="embed_dim")
     def from_schema(cls, schema: DataSchema, embed_dim: int = 64, **params: Any) -> Self:
-        """The history (shared with the item id) against the item id, for the family's models
-        built as ``Model(user_features, item_features, embedding_dim=..., num_layers=...,
-        hidden_size=..., max_len=...)`` (MIND overrides it)."""
+        """The history (shared with the item id) against the item id, D = ``embed_dim``,
+        for the family's models with context blocks (MIND overrides it)."""
         params.setdefault("max_len", schema.max_len)
         # the defaults `rechub train` uses: no context blocks and a narrow attention, because
         # row training re-encodes a 50-item history for every one of ~100k rows an epoch
         params.setdefault("num_layers", 0)
         params.setdefault("hidden_size", 32)
         user = [schema.history(embed_dim, pooling=None)]
-        return cls(user, [schema.item_id(embed_dim)], embedding_dim=embed_dim, **params)  # type: ignore[call-arg]
+        return cls(user, [schema.item_id(embed_dim)], **params)
 
     def encode_user_steps(self, x: Mapping[str, Tensor]) -> Tensor:
         """``(B, L, K, D)`` interests after each history position."""
@@ -480,14 +423,12 @@ def category_diversity(ids: Tensor, categories: Tensor) -> Tensor:
 
 
 __all__ = [
-    "CausalSelfAttentionBlock",
     "HistoryContext",
     "MultiInterestEncoder",
     "MultiInterestModel",
     "category_diversity",
     "controllable_aggregation",
     "dynamic_routing",
-    "masked_softmax",
     "merge_interest_topk",
     "relative_positions",
     "squash",

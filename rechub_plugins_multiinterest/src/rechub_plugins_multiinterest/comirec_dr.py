@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from rechub_core.errors import InputError
 from rechub_core.features import Feature
+from rechub_core.history import renamed_keywords
 from rechub_core.layers import EmbeddingLayer
 from rechub_plugins_multiinterest.base import (
     HistoryContext,
@@ -33,8 +34,8 @@ class ComirecDREncoder(MultiInterestEncoder):
     """ComiRec-DR's user encoder: history -> ``(B, K, D)``.
 
     Args:
-        user_features: the history ``SequenceFeature`` (``pooling=None``).
-        embedding_dim: D; must equal the history's ``embed_dim``.
+        features: the history ``SequenceFeature`` (``pooling=None``).
+        embed_dim: D (default and only allowed value: the history's ``embed_dim``).
         hidden_size: feed-forward width of the context blocks.
         num_layers: causal Transformer blocks before routing (0: none).
         n_interest: K.
@@ -45,10 +46,13 @@ class ComirecDREncoder(MultiInterestEncoder):
         normalize: L2-normalise the interests.
     """
 
+    model_name = "ComirecDR"
+
+    @renamed_keywords(embedding_dim="embed_dim", user_features="features")
     def __init__(
         self,
-        user_features: Sequence[Feature],
-        embedding_dim: int = 32,
+        features: Sequence[Feature],
+        embed_dim: int | None = None,
         hidden_size: int = 128,
         num_layers: int = 2,
         n_interest: int = 4,
@@ -58,18 +62,15 @@ class ComirecDREncoder(MultiInterestEncoder):
         max_len: int = 50,
         normalize: bool = True,
     ) -> None:
-        super().__init__(user_features, n_interest, normalize)
-        self.check_dim(embedding_dim)
+        super().__init__(features, n_interest, embed_dim, max_len, normalize)
+        d = self.output_dim
         if not isinstance(routing_iterations, int) or routing_iterations < 1:
             raise InputError(
                 f"ComirecDR routing_iterations must be an int >= 1, got {routing_iterations!r}"
             )
         self.routing_iterations = routing_iterations
-        self.max_len = max_len
-        self.context = HistoryContext(
-            embedding_dim, num_layers, num_heads, hidden_size, dropout, max_len
-        )
-        self.maps = nn.Parameter(torch.empty(n_interest, embedding_dim, embedding_dim))
+        self.context = HistoryContext(d, num_layers, num_heads, hidden_size, dropout, max_len)
+        self.maps = nn.Parameter(torch.empty(n_interest, d, d))
         for k in range(n_interest):
             nn.init.xavier_uniform_(self.maps.data[k])
 
@@ -91,42 +92,14 @@ class ComirecDREncoder(MultiInterestEncoder):
 class ComirecDR(MultiInterestModel):
     """ComiRec-DR (KDD 2020): dynamic-routing multi-interest extraction.
 
-    Args:
-        user_features: the history ``SequenceFeature`` (``pooling=None``, ``shared_with`` the
-            item id).
-        item_features: the item id feature (the first sparse one is used).
-        embedding_dim, hidden_size, num_layers, n_interest, dropout: see
-            :class:`ComirecDREncoder`.
-        temperature: cosine similarity is divided by it.
-        routing_iterations, num_heads, max_len: see :class:`ComirecDREncoder`.
+    ``ComirecDR(user_features, item_features, temperature=0.02, **encoder_params)``: the
+    history ``SequenceFeature`` (``pooling=None``, ``shared_with`` the item id), the item id
+    feature, cosine / temperature; ``encoder_params`` are :class:`ComirecDREncoder`'s
+    (``embed_dim``, ``hidden_size``, ``num_layers``, ``n_interest``, ``dropout``,
+    ``routing_iterations``, ``num_heads``, ``max_len``).
     """
 
-    def __init__(
-        self,
-        user_features: Sequence[Feature],
-        item_features: Sequence[Feature],
-        embedding_dim: int = 32,
-        hidden_size: int = 128,
-        num_layers: int = 2,
-        n_interest: int = 4,
-        dropout: float = 0.2,
-        temperature: float = 0.02,
-        routing_iterations: int = 3,
-        num_heads: int = 4,
-        max_len: int = 50,
-    ) -> None:
-        encoder = ComirecDREncoder(
-            user_features,
-            embedding_dim,
-            hidden_size,
-            num_layers,
-            n_interest,
-            dropout,
-            routing_iterations,
-            num_heads,
-            max_len,
-        )
-        super().__init__(encoder, item_features, temperature)
+    encoder_class = ComirecDREncoder
 
 
 __all__ = ["ComirecDR", "ComirecDREncoder"]

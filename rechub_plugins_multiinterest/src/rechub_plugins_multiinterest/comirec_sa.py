@@ -19,12 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from rechub_core.features import Feature
-from rechub_core.layers import EmbeddingLayer
+from rechub_core.history import renamed_keywords
+from rechub_core.layers import EmbeddingLayer, masked_softmax
 from rechub_plugins_multiinterest.base import (
     HistoryContext,
     MultiInterestEncoder,
     MultiInterestModel,
-    masked_softmax,
     relative_positions,
 )
 
@@ -33,8 +33,8 @@ class ComirecSAEncoder(MultiInterestEncoder):
     """ComiRec-SA's user encoder: history -> ``(B, K, D)``.
 
     Args:
-        user_features: the history ``SequenceFeature`` (``pooling=None``).
-        embedding_dim: D; must equal the history's ``embed_dim``.
+        features: the history ``SequenceFeature`` (``pooling=None``).
+        embed_dim: D (default and only allowed value: the history's ``embed_dim``).
         num_heads: attention heads of the context blocks.
         hidden_size: width of the interest attention (the paper's ``d_a``) and of the
             context blocks' feed-forward layer.
@@ -45,10 +45,13 @@ class ComirecSAEncoder(MultiInterestEncoder):
         normalize: L2-normalise the interests.
     """
 
+    model_name = "ComirecSA"
+
+    @renamed_keywords(embedding_dim="embed_dim", user_features="features")
     def __init__(
         self,
-        user_features: Sequence[Feature],
-        embedding_dim: int = 32,
+        features: Sequence[Feature],
+        embed_dim: int | None = None,
         num_heads: int = 4,
         hidden_size: int = 128,
         num_layers: int = 2,
@@ -57,13 +60,10 @@ class ComirecSAEncoder(MultiInterestEncoder):
         max_len: int = 50,
         normalize: bool = True,
     ) -> None:
-        super().__init__(user_features, n_interest, normalize)
-        self.check_dim(embedding_dim)
-        self.max_len = max_len
-        self.context = HistoryContext(
-            embedding_dim, num_layers, num_heads, hidden_size, dropout, max_len
-        )
-        self.w1 = nn.Linear(embedding_dim, hidden_size, bias=False)
+        super().__init__(features, n_interest, embed_dim, max_len, normalize)
+        d = self.output_dim
+        self.context = HistoryContext(d, num_layers, num_heads, hidden_size, dropout, max_len)
+        self.w1 = nn.Linear(d, hidden_size, bias=False)
         self.w2 = nn.Linear(hidden_size, n_interest, bias=False)
         nn.init.xavier_uniform_(self.w1.weight)
         nn.init.xavier_uniform_(self.w2.weight)
@@ -90,39 +90,14 @@ class ComirecSAEncoder(MultiInterestEncoder):
 class ComirecSA(MultiInterestModel):
     """ComiRec-SA (KDD 2020): self-attentive multi-interest extraction.
 
-    Args:
-        user_features: the history ``SequenceFeature`` (``pooling=None``, ``shared_with`` the
-            item id).
-        item_features: the item id feature (the first sparse one is used).
-        embedding_dim, num_heads, hidden_size, num_layers, n_interest, dropout, max_len: see
-            :class:`ComirecSAEncoder`.
-        temperature: cosine similarity is divided by it.
+    ``ComirecSA(user_features, item_features, temperature=0.02, **encoder_params)``: the
+    history ``SequenceFeature`` (``pooling=None``, ``shared_with`` the item id), the item id
+    feature, cosine / temperature; ``encoder_params`` are :class:`ComirecSAEncoder`'s
+    (``embed_dim``, ``num_heads``, ``hidden_size``, ``num_layers``, ``n_interest``,
+    ``dropout``, ``max_len``).
     """
 
-    def __init__(
-        self,
-        user_features: Sequence[Feature],
-        item_features: Sequence[Feature],
-        embedding_dim: int = 32,
-        num_heads: int = 4,
-        hidden_size: int = 128,
-        num_layers: int = 2,
-        n_interest: int = 4,
-        dropout: float = 0.2,
-        temperature: float = 0.02,
-        max_len: int = 50,
-    ) -> None:
-        encoder = ComirecSAEncoder(
-            user_features,
-            embedding_dim,
-            num_heads,
-            hidden_size,
-            num_layers,
-            n_interest,
-            dropout,
-            max_len,
-        )
-        super().__init__(encoder, item_features, temperature)
+    encoder_class = ComirecSAEncoder
 
 
 __all__ = ["ComirecSA", "ComirecSAEncoder"]

@@ -18,8 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from rechub_core.errors import InputError
-from rechub_core.features import Feature, SequenceFeature
-from rechub_core.layers import MLP, EmbeddingLayer, pooled_width
+from rechub_core.features import Feature
+from rechub_core.history import renamed_keywords
+from rechub_core.layers import MASK_VALUE, MLP, EmbeddingLayer, mlp_params, pooled_width
 from rechub_core.schema import DataSchema
 from rechub_plugins_multiinterest.base import (
     MultiInterestEncoder,
@@ -27,14 +28,12 @@ from rechub_plugins_multiinterest.base import (
     dynamic_routing,
 )
 
-MLP_KEYS = ("dims", "dropout", "activation")
-
 
 class MINDEncoder(MultiInterestEncoder):
     """MIND's user encoder: history (+ profile) -> ``(B, K, D)``.
 
     Args:
-        user_features: the history ``SequenceFeature`` (``pooling=None``) and optional profile
+        features: the history ``SequenceFeature`` (``pooling=None``) and optional profile
             features (sparse, dense or pooled sequences).
         n_interest: K, the most interests a user gets.
         routing_iterations: B2I routing iterations (>= 1).
@@ -44,35 +43,36 @@ class MINDEncoder(MultiInterestEncoder):
         dynamic_interests: give user ``u`` only ``K'_u = max(1, min(K, log2 |history|))``
             interests; the unused ones repeat interest 0, so they never change a max over
             interests and never produce NaN.
+        embed_dim: D (default and only allowed value: the history's ``embed_dim``).
+        max_len: longest history read (None: all of it; routing has no positional table).
         normalize: L2-normalise the interests.
     """
 
+    model_name = "MIND"
+
+    @renamed_keywords(user_features="features", embedding_dim="embed_dim")
     def __init__(
         self,
-        user_features: Sequence[Feature],
+        features: Sequence[Feature],
         n_interest: int = 4,
         routing_iterations: int = 3,
         user_params: Mapping[str, Any] | None = None,
         dynamic_interests: bool = False,
+        embed_dim: int | None = None,
+        max_len: int | None = None,
         normalize: bool = True,
     ) -> None:
-        super().__init__(user_features, n_interest, normalize)
+        super().__init__(features, n_interest, embed_dim, max_len, normalize)
         if not isinstance(routing_iterations, int) or routing_iterations < 1:
             raise InputError(
                 f"MIND routing_iterations must be an int >= 1, got {routing_iterations!r}"
             )
         d = self.output_dim
-        params = {"dims": [2 * d], "dropout": 0.5, "activation": "relu", **(user_params or {})}
-        unknown = sorted(set(params) - set(MLP_KEYS))
-        if unknown:
-            raise InputError(
-                f"MIND user_params has unknown keys {unknown}; allowed: {', '.join(MLP_KEYS)}"
-            )
+        defaults = {"dims": [2 * d], "dropout": 0.5, "activation": "relu"}
+        params = mlp_params(user_params, defaults, "MIND user_params")
         self.routing_iterations = routing_iterations
         self.dynamic_interests = dynamic_interests
-        self.profile = [
-            f for f in self.features if not (isinstance(f, SequenceFeature) and f.pooling is None)
-        ]
+        self.profile = [f for f in self.features if f is not self.history]
         self._profile_names = [f.name for f in self.profile]
         # one bilinear map shared by all interests (the paper's S). The paper breaks the
         # symmetry between the capsules with Gaussian initial routing logits; here they are a
@@ -144,34 +144,28 @@ class MIND(MultiInterestModel):
         user_features: the history ``SequenceFeature`` (``pooling=None``, ``shared_with`` the
             item id) and optional profile features.
         item_features: the item id feature (the first sparse one is used).
-        user_params: ``{"dims", "dropout", "activation"}`` of the per-capsule MLP.
+        temperature: cosine similarity is divided by it.
         n_items: optional check: the number of items (with or without padding) must match the
             item id's vocabulary.
-        n_interest: K.
-        temperature: cosine similarity is divided by it.
-        routing_iterations: B2I routing iterations (>= 1).
         power: label-aware attention sharpness ``p``: training weights interest ``k`` by
             ``softmax_k(p * cos(u_k, e_target))`` (p = 0: the mean, p -> inf: the closest
             interest, the paper's two limits of ``pow(., p)``).
-        dynamic_interests: per-user interest count ``K'_u`` (see :class:`MINDEncoder`).
+        **encoder_params: :class:`MINDEncoder`'s (``n_interest``, ``routing_iterations``,
+            ``user_params`` of the per-capsule MLP, ``dynamic_interests``, ``max_len``).
     """
+
+    encoder_class = MINDEncoder
 
     def __init__(
         self,
         user_features: Sequence[Feature],
         item_features: Sequence[Feature],
-        user_params: Mapping[str, Any] | None = None,
-        n_items: int | None = None,
-        n_interest: int = 4,
         temperature: float = 0.02,
-        routing_iterations: int = 3,
+        n_items: int | None = None,
         power: float = 20.0,
-        dynamic_interests: bool = False,
+        **encoder_params: Any,
     ) -> None:
-        encoder = MINDEncoder(
-            user_features, n_interest, routing_iterations, user_params, dynamic_interests
-        )
-        super().__init__(encoder, item_features, temperature)
+        super().__init__(user_features, item_features, temperature, **encoder_params)
         if n_items is not None and n_items not in (self.n_items, self.n_items - 1):
             raise InputError(
                 f"MIND n_items={n_items} but the item id feature {self.item_id_name!r} has "
@@ -187,7 +181,7 @@ class MIND(MultiInterestModel):
         # repeated interests (unused slots of dynamic_interests) must not gain extra weight
         repeat = (user[:, 1:] == user[:, :1]).all(dim=-1)  # (B, K-1)
         repeat = torch.cat([torch.zeros_like(repeat[:, :1]), repeat], dim=1)  # (B, K)
-        weights = torch.softmax((self.power * sims).masked_fill(repeat, -1e9), dim=1)  # (B, K)
+        weights = torch.softmax((self.power * sims).masked_fill(repeat, MASK_VALUE), dim=1)
         return torch.einsum("bk,bkd->bd", weights, user)  # (B, D)
 
     @classmethod

@@ -9,9 +9,10 @@ training):
 3. attention weighting: per intention, an additive attention over the history (with a learned
    bias on the distance to the most recent item, so padding never moves it);
 4. interest embedding: ``phi_k = LayerNorm(sum_t P(k|t) P(t|k) x_t)``;
-5. interest aggregation (training): the interests are mixed by their agreement with a summary
-   of the current intention and this single vector is trained with the softmax; retrieval uses
-   the K interests.
+5. interest aggregation (training only): the interests are mixed by their agreement with a
+   summary of the current intention and this single vector is trained with the softmax
+   (:meth:`SINE.encode_user_train`); ``encode_user`` and retrieval use the K interests, in
+   training and in evaluation alike.
 
 The loss adds the paper's covariance regulariser on the concept pool (returned by
 ``regularization()``), which pushes the prototypes apart. The history is first read by a small
@@ -27,12 +28,12 @@ from torch import Tensor, nn
 
 from rechub_core.errors import InputError
 from rechub_core.features import Feature
-from rechub_core.layers import EmbeddingLayer, l2_normalize
+from rechub_core.history import renamed_keywords
+from rechub_core.layers import EmbeddingLayer, l2_normalize, masked_softmax
 from rechub_plugins_multiinterest.base import (
     HistoryContext,
     MultiInterestEncoder,
     MultiInterestModel,
-    masked_softmax,
     relative_positions,
 )
 
@@ -46,12 +47,12 @@ def _linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
 
 
 class SINEEncoder(MultiInterestEncoder):
-    """SINE's user encoder: history -> ``(B, K, D)`` (in training mode ``(B, K + 1, D)``: the
-    aggregated vector is appended as the last row; the model trains on it).
+    """SINE's user encoder: history -> ``(B, K, D)``; :meth:`training_vectors` gives the
+    aggregated interest ``(B, D)`` the model trains on.
 
     Args:
-        user_features: the history ``SequenceFeature`` (``pooling=None``).
-        embedding_dim: D; must equal the history's ``embed_dim``.
+        features: the history ``SequenceFeature`` (``pooling=None``).
+        embed_dim: D (default and only allowed value: the history's ``embed_dim``).
         num_heads: attention heads of the context blocks.
         num_layers: causal Transformer blocks before the SINE layer (0: none).
         hidden_size: width of the additive attentions and of the blocks' feed-forward layer.
@@ -64,10 +65,13 @@ class SINEEncoder(MultiInterestEncoder):
         normalize: L2-normalise the interests.
     """
 
+    model_name = "SINE"
+
+    @renamed_keywords(embedding_dim="embed_dim", user_features="features")
     def __init__(
         self,
-        user_features: Sequence[Feature],
-        embedding_dim: int = 32,
+        features: Sequence[Feature],
+        embed_dim: int | None = None,
         num_heads: int = 4,
         num_layers: int = 2,
         hidden_size: int = 128,
@@ -79,16 +83,14 @@ class SINEEncoder(MultiInterestEncoder):
         max_len: int = 50,
         normalize: bool = True,
     ) -> None:
-        super().__init__(user_features, n_interest, normalize)
-        self.check_dim(embedding_dim)
+        super().__init__(features, n_interest, embed_dim, max_len, normalize)
         if n_concepts < n_interest:
             raise InputError(f"SINE n_concepts={n_concepts} must be >= n_interest={n_interest}")
         if aggregation_temperature <= 0:
             raise InputError(
                 f"SINE aggregation_temperature must be > 0, got {aggregation_temperature}"
             )
-        d = embedding_dim
-        self.max_len = max_len
+        d = self.output_dim
         self.covariance_weight = float(covariance_weight)
         self.aggregation_temperature = float(aggregation_temperature)
         self.context = HistoryContext(d, num_layers, num_heads, hidden_size, dropout, max_len)
@@ -119,7 +121,20 @@ class SINEEncoder(MultiInterestEncoder):
         vis: Tensor,
         last: Tensor,
     ) -> Tensor:
-        """``(B, T, K, D)``, or ``(B, T, K + 1, D)`` in training mode."""
+        """``(B, T, K, D)``."""
+        return self._interests(emb, mask, vis, last)[0]
+
+    def training_vectors(self, x: Mapping[str, Tensor], embedding: EmbeddingLayer) -> Tensor:
+        """The aggregated interest of the whole history (step 5), the vector a training row
+        is scored with: ``(B, D)``, L2-normalised when ``normalize``."""
+        emb, mask, vis, last = self.whole_history(x, embedding)
+        phi, h = self._interests(emb, mask, vis, last)  # (B, 1, K, D), (B, L, D)
+        return self.finish(self._aggregate(phi, h, vis))[:, 0]  # (B, D)
+
+    def _interests(
+        self, emb: Tensor, mask: Tensor, vis: Tensor, last: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Steps 1-4: interests ``(B, T, K, D)`` and the context states ``h (B, L, D)``."""
         d = emb.shape[-1]
         h = self.context(emb, mask)  # (B, L, D)
         # 1. concept activation: top-K prototypes for a self-attentive summary of the history
@@ -145,8 +160,11 @@ class SINEEncoder(MultiInterestEncoder):
         phi = self.norm_interest(
             torch.einsum("btlk,bld->btkd", p_k_given_t * p_t_given_k, h)
         )  # (B, T, K, D)
-        if not self.training:
-            return phi
+        return phi, h
+
+    def _aggregate(self, phi: Tensor, h: Tensor, vis: Tensor) -> Tensor:
+        """Step 5: interests ``phi (B, T, K, D)`` mixed by their agreement with the current
+        intention (from ``h (B, L, D)`` over ``vis (B, T, L)``) -> ``(B, T, D)``."""
         # 5. aggregation: mix the interests by agreement with the current intention
         agg_w = masked_softmax(
             self.aggregate_att(h).squeeze(-1).unsqueeze(1), vis, dim=-1
@@ -154,8 +172,7 @@ class SINEEncoder(MultiInterestEncoder):
         current = self.norm_aggregate(torch.einsum("btl,bld->btd", agg_w, h))  # (B, T, D)
         agree = torch.einsum("btkd,btd->btk", l2_normalize(phi), l2_normalize(current))  # (B, T, K)
         mix = torch.softmax(agree / self.aggregation_temperature, dim=-1)  # (B, T, K)
-        aggregated = torch.einsum("btk,btkd->btd", mix, phi)  # (B, T, D)
-        return torch.cat([phi, aggregated.unsqueeze(2)], dim=2)  # (B, T, K + 1, D)
+        return torch.einsum("btk,btkd->btd", mix, phi)  # (B, T, D)
 
     def regularization(self) -> Tensor | None:
         """``w * 1/2 (|M|_F^2 - |diag M|^2)`` with ``M`` the covariance of the concept pool."""
@@ -170,53 +187,21 @@ class SINEEncoder(MultiInterestEncoder):
 class SINE(MultiInterestModel):
     """SINE (WSDM 2021): sparse interests from a concept pool.
 
-    Args:
-        user_features: the history ``SequenceFeature`` (``pooling=None``, ``shared_with`` the
-            item id).
-        item_features: the item id feature (the first sparse one is used).
-        embedding_dim, num_heads, num_layers, hidden_size, dropout, n_interest: see
-            :class:`SINEEncoder`.
-        temperature: cosine similarity is divided by it.
-        n_concepts, covariance_weight, aggregation_temperature, max_len: see
-            :class:`SINEEncoder`.
+    ``SINE(user_features, item_features, temperature=0.02, **encoder_params)``: the history
+    ``SequenceFeature`` (``pooling=None``, ``shared_with`` the item id), the item id feature,
+    cosine / temperature; ``encoder_params`` are :class:`SINEEncoder`'s (``embed_dim``,
+    ``num_heads``, ``num_layers``, ``hidden_size``, ``dropout``, ``n_interest``,
+    ``n_concepts``, ``covariance_weight``, ``aggregation_temperature``, ``max_len``).
     """
 
-    def __init__(
-        self,
-        user_features: Sequence[Feature],
-        item_features: Sequence[Feature],
-        embedding_dim: int = 32,
-        num_heads: int = 4,
-        num_layers: int = 2,
-        hidden_size: int = 128,
-        dropout: float = 0.2,
-        n_interest: int = 4,
-        temperature: float = 0.02,
-        n_concepts: int = 64,
-        covariance_weight: float = 0.1,
-        aggregation_temperature: float = 0.1,
-        max_len: int = 50,
-    ) -> None:
-        encoder = SINEEncoder(
-            user_features,
-            embedding_dim,
-            num_heads,
-            num_layers,
-            hidden_size,
-            dropout,
-            n_interest,
-            n_concepts,
-            covariance_weight,
-            aggregation_temperature,
-            max_len,
-        )
-        super().__init__(encoder, item_features, temperature)
+    encoder_class = SINEEncoder
 
-    def training_vector(self, user: Tensor, target: Tensor) -> Tensor:
-        """The aggregated interest (the last row in training mode)."""
-        if user.shape[1] == self.encoder.n_interest + 1:
-            return user[:, -1]  # (B, D)
-        return super().training_vector(user, target)
+    def encode_user_train(self, x: Mapping[str, Tensor]) -> Tensor:
+        """The aggregated interest ``(B, D)`` (SINE's training vector; serving uses the K
+        interests of :meth:`encode_user`)."""
+        encoder = self.user_tower
+        assert isinstance(encoder, SINEEncoder)
+        return encoder.training_vectors(x, self.embedding)
 
 
 __all__ = ["SINE", "SINEEncoder"]

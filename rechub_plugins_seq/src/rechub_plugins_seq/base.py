@@ -2,14 +2,10 @@
 
 Every encoder in this family reads one ordered history, a ``SequenceFeature`` with
 ``pooling=None`` (usually ``shared_with`` the item id, so history and candidates share one
-table). Before encoding, the history is *compacted*: real ids move to the front in their
-original order and padding to the back, and only the ``max_len`` most recent real ids are kept.
-Because every encoder only ever sees compacted histories, where the zeros were in the input
-(left, right, or scattered) cannot change the user vector, and positions counted on the
-compacted sequence are counted from the first kept item whatever the padding layout.
-
-Compaction is a scatter of each real id to its rank among the real ids (no data-dependent
-shapes, no sort), so the encoders stay exportable to ONNX with a dynamic sequence axis.
+table), under the core's history contract (``docs/protocol.md``,
+:class:`rechub_core.history.HistoryEncoder`): the history is compacted first, so where the
+zeros were in the input (left, right, or scattered) cannot change the user vector, only the
+``max_len`` most recent items are read, and positions are counted from the oldest kept item.
 """
 
 from __future__ import annotations
@@ -17,141 +13,76 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from rechub_core.errors import InputError
-from rechub_core.features import Feature, SequenceFeature, SparseFeature, item_id_feature
+from rechub_core.features import Feature, SparseFeature, item_id_feature
+from rechub_core.history import HistoryEncoder, renamed_keywords, restore_layout
 from rechub_core.layers import EmbeddingLayer, gather_last, input_checks_enabled, l2_normalize
 from rechub_core.schema import DataSchema
 from rechub_core.towers import ItemEmbeddingTower, Tower, TwoTowerModel
 
 
-def find_history(features: Sequence[Feature], where: str) -> SequenceFeature:
-    """The ordered history among ``features``: the one ``SequenceFeature`` with ``pooling=None``."""
-    found = [f for f in features if isinstance(f, SequenceFeature) and f.pooling is None]
-    if len(found) != 1:
-        names = ", ".join(f.name for f in found) or "none"
-        raise InputError(
-            f"{where} needs exactly one SequenceFeature with pooling=None (the ordered "
-            f"history, e.g. SequenceFeature('hist_item_id', n_items, dim, pooling=None, "
-            f"shared_with='item_id')); found {names}"
-        )
-    return found[0]
-
-
-def compact(seq: Tensor, max_len: int) -> tuple[Tensor, Tensor]:
-    """Move the real ids of each row to the front, keeping their order and only the
-    ``max_len`` most recent ones.
-
-    Args:
-        seq: ``(B, L)`` ids, 0 = padding anywhere.
-        max_len: how many of the most recent real ids to keep.
-    Returns:
-        ``compacted (B, min(L, max_len))`` ids, real first, then 0; and ``dest (B, L)``, the
-        column each input position went to (dropped and padding positions point past the
-        kept ones, clamped to the last column).
-    """
-    real = seq != 0  # (B, L)
-    count = real.long().cumsum(dim=1)  # (B, L): real ids at or before each position
-    total = count[:, -1:]  # (B, 1)
-    keep = real & (total - count < max_len)  # (B, L): the max_len most recent
-    n_dropped = (total - max_len).clamp(min=0)  # (B, 1)
-    rank = count - 1 - n_dropped  # (B, L): column of a kept id
-    n_kept = total - n_dropped  # (B, 1)
-    pad_rank = n_kept + (~keep).long().cumsum(dim=1) - 1  # (B, L): columns after the kept ids
-    dest = torch.where(keep, rank, pad_rank)  # (B, L): a permutation of 0..L-1 per row
-    out = torch.zeros_like(seq).scatter(1, dest, seq * keep.long())  # (B, L)
-    width = min(seq.shape[1], max_len) if not torch.jit.is_tracing() else max_len
-    return out[:, :width], dest.clamp(max=width - 1)
-
-
-class SequenceEncoder(Tower):
+class SequenceEncoder(HistoryEncoder):
     """Base class of the family's user encoders: ``forward(x, embedding) -> (B, D)``.
 
     Subclasses implement :meth:`encode` over the compacted, embedded history; the base class
-    finds the history feature, checks and compacts it, embeds it (projecting to
-    ``embedding_dim`` when the table is narrower or wider), and L2-normalises the output when
-    asked.
+    reads the history (:meth:`HistoryEncoder.read_history`), rejects empty ones, projects a
+    table of another width to ``embed_dim``, and L2-normalises the output when asked.
 
     Args:
         features: user features; the one ``SequenceFeature`` with ``pooling=None`` is read,
             others are ignored (these models encode the history only).
-        embedding_dim: D, the width of the user vectors.
+        embed_dim: D, the width of the user vectors (default: the history's ``embed_dim``;
+            another width projects the history's embeddings to it).
         max_len: longest history read; longer ones keep their ``max_len`` most recent items.
         normalize: L2-normalise the output (cosine scoring with the model's temperature).
     """
 
-    #: name used in error messages
     model_name: ClassVar[str] = "sequence encoder"
 
     def __init__(
         self,
         features: Sequence[Feature],
-        embedding_dim: int = 32,
+        embed_dim: int | None = None,
         max_len: int = 50,
         normalize: bool = False,
     ) -> None:
-        super().__init__()
-        if embedding_dim < 1 or max_len < 1:
-            raise InputError(
-                f"{self.model_name}: embedding_dim and max_len must be >= 1, got "
-                f"{embedding_dim} and {max_len}"
-            )
-        self.history = find_history(features, self.model_name)
+        super().__init__(features, embed_dim, max_len, normalize)
         self.features = [self.history]
-        self.output_dim = embedding_dim
-        self.max_len = max_len
-        self.normalize = normalize
-        width = self.history.embed_dim
+        width, dim = self.history.embed_dim, self.output_dim
         # a history table of another width is projected to D, so the encoders work in D
         self.input_proj: nn.Module = (
-            nn.Identity() if width == embedding_dim else nn.Linear(width, embedding_dim, bias=False)
+            nn.Identity() if width == dim else nn.Linear(width, dim, bias=False)
         )
-
-    @property
-    def history_name(self) -> str:
-        """Name of the history input."""
-        return self.history.name
 
     def embed_history(
         self, x: Mapping[str, Tensor], embedding: EmbeddingLayer
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Compacted, embedded history.
+        """Compacted, embedded history in D.
 
         Returns:
             ``emb (B, L', D)`` with zeros at padding, ``mask (B, L')`` True at real items
             (a prefix of each row), ``dest (B, L)`` where each input position went.
         """
-        seq = embedding.ids(x, self.history_name)  # (B, L), range-checked eagerly
-        if seq.dim() != 2:
-            raise InputError(
-                f"history {self.history_name!r} must be (B, L) item ids, got {tuple(seq.shape)}"
-            )
-        ids, dest = compact(seq, self.max_len)  # (B, L'), (B, L)
-        mask = ids != 0  # (B, L')
-        if input_checks_enabled() and seq.numel() > 0 and not bool(mask[:, 0].all()):
+        emb, mask, dest = self.read_history(x, embedding)  # (B, L', E), (B, L'), (B, L)
+        if input_checks_enabled() and mask.numel() > 0 and not bool(mask[:, 0].all()):
             row = int((~mask[:, 0]).nonzero()[0, 0])
             raise InputError(
                 f"{self.model_name}: row {row} of {self.history_name!r} has no real item (an "
                 "empty history); sequential encoders need at least one past item — serve such "
                 "users from a popularity or profile model"
             )
-        emb = embedding.table(self.history_name)(ids)  # (B, L', E)
-        emb = self.input_proj(emb) * mask.unsqueeze(-1).to(emb.dtype)  # (B, L', D)
-        return emb, mask, dest
+        return self.input_proj(emb), mask, dest  # (B, L', D)
 
     def encode(self, emb: Tensor, mask: Tensor) -> Tensor:
         """``emb (B, L, D)``, ``mask (B, L)`` (real items first) -> user vectors ``(B, D)``."""
         raise NotImplementedError
 
-    def _finish(self, vec: Tensor) -> Tensor:
-        return l2_normalize(vec) if self.normalize else vec
-
     def forward(self, x: Mapping[str, Tensor], embedding: EmbeddingLayer) -> Tensor:
         """User vectors ``(B, D)`` from the history."""
         emb, mask, _ = self.embed_history(x, embedding)
-        return self._finish(self.encode(emb, mask))
+        return self.finish(self.encode(emb, mask))
 
 
 class StepEncoder(SequenceEncoder):
@@ -169,9 +100,7 @@ class StepEncoder(SequenceEncoder):
     def steps(self, x: Mapping[str, Tensor], embedding: EmbeddingLayer) -> Tensor:
         """User vectors after each input position ``(B, L, D)``, in the input's layout."""
         emb, mask, dest = self.embed_history(x, embedding)
-        out = self._finish(self.states(emb, mask))  # (B, L', D)
-        index = dest.unsqueeze(-1).expand(-1, -1, out.shape[-1])  # (B, L, D)
-        return out.gather(1, index)
+        return restore_layout(self.finish(self.states(emb, mask)), dest)  # (B, L, D)
 
 
 class ProjectedItemTower(Tower):
@@ -195,7 +124,17 @@ class SequentialModel(TwoTowerModel):
     the item id embedding (the table the history reads, projected when its width is not D) as
     the item tower, scored by cosine / temperature. A model is exactly
     ``TwoTowerModel(encoder, item tower)``: the encoder registered under the model's lowercase
-    name is the same module class."""
+    name is the same module class.
+
+    Args:
+        user_features: must hold the ordered history (``SequenceFeature``, ``pooling=None``,
+            ``shared_with`` the item id: input and candidate embeddings are one table).
+        item_features: the item id ``SparseFeature`` (the first sparse one).
+        temperature: cosine similarity is divided by it.
+        normalize: cosine scoring (L2-normalised towers).
+        **encoder_params: the encoder's settings (``embed_dim``, ``max_len``, widths,
+            dropout; see the model's encoder class, :attr:`encoder_class`).
+    """
 
     supported_modes = (0, 1, 2)
     #: the encoder class this model wraps
@@ -228,8 +167,10 @@ class SequentialModel(TwoTowerModel):
         return self.user_tower.steps(x, self.embedding)
 
     @classmethod
-    def from_schema(cls, schema: DataSchema, embedding_dim: int = 32, **params: Any) -> Any:
-        """The model over the data set's ordered history (sharing the item id table)."""
+    @renamed_keywords(embedding_dim="embed_dim")
+    def from_schema(cls, schema: DataSchema, embed_dim: int = 32, **params: Any) -> Any:
+        """The model over the data set's ordered history (sharing the item id table), D =
+        ``embed_dim``; ``params`` go to the model (and through it to its encoder)."""
         params.setdefault("max_len", schema.max_len)
-        user = [schema.history(embedding_dim, pooling=None)]
-        return cls(user, [schema.item_id(embedding_dim)], embedding_dim=embedding_dim, **params)
+        user = [schema.history(embed_dim, pooling=None)]
+        return cls(user, [schema.item_id(embed_dim)], **params)

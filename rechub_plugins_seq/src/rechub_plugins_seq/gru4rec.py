@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from rechub_core.features import Feature
+from rechub_core.history import renamed_keywords
 from rechub_plugins_seq.base import SequentialModel, StepEncoder
 
 
@@ -21,7 +22,7 @@ class GRU4RecEncoder(StepEncoder):
 
     Args:
         features: user features holding the history (``SequenceFeature``, ``pooling=None``).
-        embedding_dim: D.
+        embed_dim: D (default: the history's embed_dim).
         hidden_size: GRU width.
         num_layers: stacked GRU layers.
         dropout: on the input embeddings, between GRU layers and before the output layer.
@@ -31,26 +32,28 @@ class GRU4RecEncoder(StepEncoder):
 
     model_name = "GRU4Rec"
 
+    @renamed_keywords(embedding_dim="embed_dim")
     def __init__(
         self,
         features: Sequence[Feature],
-        embedding_dim: int = 32,
+        embed_dim: int | None = None,
         hidden_size: int = 64,
         num_layers: int = 2,
         dropout: float = 0.2,
         max_len: int = 50,
         normalize: bool = False,
     ) -> None:
-        super().__init__(features, embedding_dim, max_len, normalize)
+        super().__init__(features, embed_dim, max_len, normalize)
+        d = self.output_dim
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(
-            embedding_dim,
+            d,
             hidden_size,
             num_layers=num_layers,
             batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )
-        self.out = nn.Linear(hidden_size, embedding_dim)
+        self.out = nn.Linear(hidden_size, d)
 
     def states(self, emb: Tensor, mask: Tensor) -> Tensor:
         h, _ = self.gru(self.dropout(emb))  # (B, L, H); compacted, so row t saw only real items
@@ -60,42 +63,11 @@ class GRU4RecEncoder(StepEncoder):
 class GRU4Rec(SequentialModel):
     """GRU4Rec (Hidasi et al., 2015) as a two-tower retrieval model.
 
-    Args:
-        user_features: must hold the ordered history (``SequenceFeature``, ``pooling=None``,
-            ``shared_with`` the item id).
-        item_features: the item id ``SparseFeature`` (first sparse one).
-        embedding_dim: D of user and item vectors.
-        hidden_size: GRU width.
-        num_layers: GRU layers.
-        dropout: dropout probability.
-        temperature: cosine similarity is divided by it.
-        max_len: longest history read.
-        normalize: cosine scoring (L2-normalised towers).
+    ``GRU4Rec(user_features, item_features, temperature=0.02, normalize=True,
+    **encoder_params)``: the arguments of :class:`~rechub_plugins_seq.base.SequentialModel`;
+    ``encoder_params`` are :class:`GRU4RecEncoder`'s
+    (``embed_dim``, ``hidden_size``, ``num_layers``, ``dropout``, ``max_len``).
     """
 
     encoder_class = GRU4RecEncoder
     trains_on_sequences = True
-
-    def __init__(
-        self,
-        user_features: Sequence[Feature],
-        item_features: Sequence[Feature],
-        embedding_dim: int = 32,
-        hidden_size: int = 64,
-        num_layers: int = 2,
-        dropout: float = 0.2,
-        temperature: float = 0.02,
-        max_len: int = 50,
-        normalize: bool = True,
-    ) -> None:
-        super().__init__(
-            user_features,
-            item_features,
-            temperature,
-            normalize,
-            embedding_dim=embedding_dim,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            dropout=dropout,
-            max_len=max_len,
-        )

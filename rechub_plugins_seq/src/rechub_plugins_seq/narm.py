@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from rechub_core.features import Feature
-from rechub_core.layers import gather_last
+from rechub_core.history import renamed_keywords
+from rechub_core.layers import causal_mask, gather_last
 from rechub_plugins_seq.base import SequentialModel, StepEncoder
 
 
@@ -23,7 +24,7 @@ class NARMEncoder(StepEncoder):
 
     Args:
         features: user features holding the history.
-        embedding_dim: D.
+        embed_dim: D (default: the history's embed_dim).
         hidden_size: GRU and attention width.
         num_layers: GRU layers.
         dropout: on the embeddings and on the combined representation.
@@ -33,20 +34,22 @@ class NARMEncoder(StepEncoder):
 
     model_name = "NARM"
 
+    @renamed_keywords(embedding_dim="embed_dim")
     def __init__(
         self,
         features: Sequence[Feature],
-        embedding_dim: int = 32,
+        embed_dim: int | None = None,
         hidden_size: int = 64,
         num_layers: int = 1,
         dropout: float = 0.2,
         max_len: int = 50,
         normalize: bool = False,
     ) -> None:
-        super().__init__(features, embedding_dim, max_len, normalize)
+        super().__init__(features, embed_dim, max_len, normalize)
+        d = self.output_dim
         self.emb_dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(
-            embedding_dim,
+            d,
             hidden_size,
             num_layers=num_layers,
             batch_first=True,
@@ -56,7 +59,7 @@ class NARMEncoder(StepEncoder):
         self.a2 = nn.Linear(hidden_size, hidden_size, bias=False)
         self.v = nn.Linear(hidden_size, 1, bias=False)
         self.ct_dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(2 * hidden_size, embedding_dim, bias=False)
+        self.out = nn.Linear(2 * hidden_size, d, bias=False)
 
     def _combine(self, h: Tensor, c_global: Tensor, allowed: Tensor) -> Tensor:
         """States ``h (B, L, H)``, queries ``c_global (B, T, H)``, ``allowed (B, T, L)`` ->
@@ -76,48 +79,18 @@ class NARMEncoder(StepEncoder):
     def states(self, emb: Tensor, mask: Tensor) -> Tensor:
         h, _ = self.gru(self.emb_dropout(emb))  # (B, L, H)
         length = h.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=h.device).tril()  # (L, L)
-        return self._combine(h, h, causal.unsqueeze(0) & mask.unsqueeze(1))  # (B, L, D)
+        allowed = causal_mask(length, h.device).unsqueeze(0) & mask.unsqueeze(1)  # (B, L, L)
+        return self._combine(h, h, allowed)  # (B, L, D)
 
 
 class NARM(SequentialModel):
     """NARM (Li et al., CIKM 2017) as a two-tower retrieval model.
 
-    Args:
-        user_features: must hold the ordered history (``SequenceFeature``, ``pooling=None``).
-        item_features: the item id ``SparseFeature``.
-        embedding_dim: D.
-        hidden_size: GRU width.
-        num_layers: GRU layers.
-        dropout: dropout probability.
-        temperature: cosine similarity is divided by it.
-        max_len: longest history read.
-        normalize: cosine scoring.
+    ``NARM(user_features, item_features, temperature=0.02, normalize=True,
+    **encoder_params)``: the arguments of :class:`~rechub_plugins_seq.base.SequentialModel`;
+    ``encoder_params`` are :class:`NARMEncoder`'s
+    (``embed_dim``, ``hidden_size``, ``num_layers``, ``dropout``, ``max_len``).
     """
 
     encoder_class = NARMEncoder
     trains_on_sequences = True
-
-    def __init__(
-        self,
-        user_features: Sequence[Feature],
-        item_features: Sequence[Feature],
-        embedding_dim: int = 32,
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        dropout: float = 0.2,
-        temperature: float = 0.02,
-        max_len: int = 50,
-        normalize: bool = True,
-    ) -> None:
-        super().__init__(
-            user_features,
-            item_features,
-            temperature,
-            normalize,
-            embedding_dim=embedding_dim,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            dropout=dropout,
-            max_len=max_len,
-        )

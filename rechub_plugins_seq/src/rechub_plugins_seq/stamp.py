@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from rechub_core.features import Feature
-from rechub_core.layers import gather_last, masked_mean
+from rechub_core.history import renamed_keywords
+from rechub_core.layers import causal_mask, gather_last, masked_mean
 from rechub_plugins_seq.base import SequentialModel, StepEncoder
 
 
@@ -24,7 +25,7 @@ class STAMPEncoder(StepEncoder):
 
     Args:
         features: user features holding the history.
-        embedding_dim: D.
+        embed_dim: D (default: the history's embed_dim).
         hidden_size: attention width.
         dropout: on the item embeddings.
         max_len: longest history read.
@@ -33,23 +34,25 @@ class STAMPEncoder(StepEncoder):
 
     model_name = "STAMP"
 
+    @renamed_keywords(embedding_dim="embed_dim")
     def __init__(
         self,
         features: Sequence[Feature],
-        embedding_dim: int = 32,
+        embed_dim: int | None = None,
         hidden_size: int = 128,
         dropout: float = 0.2,
         max_len: int = 50,
         normalize: bool = False,
     ) -> None:
-        super().__init__(features, embedding_dim, max_len, normalize)
+        super().__init__(features, embed_dim, max_len, normalize)
+        d = self.output_dim
         self.dropout = nn.Dropout(dropout)
-        self.w1 = nn.Linear(embedding_dim, hidden_size, bias=False)
-        self.w2 = nn.Linear(embedding_dim, hidden_size, bias=False)
-        self.w3 = nn.Linear(embedding_dim, hidden_size, bias=True)
+        self.w1 = nn.Linear(d, hidden_size, bias=False)
+        self.w2 = nn.Linear(d, hidden_size, bias=False)
+        self.w3 = nn.Linear(d, hidden_size, bias=True)
         self.w0 = nn.Linear(hidden_size, 1, bias=False)
-        self.mlp_a = nn.Linear(embedding_dim, embedding_dim)
-        self.mlp_b = nn.Linear(embedding_dim, embedding_dim)
+        self.mlp_a = nn.Linear(d, d)
+        self.mlp_b = nn.Linear(d, d)
 
     def _combine(self, x: Tensor, m_t: Tensor, m_s: Tensor, allowed: Tensor) -> Tensor:
         """Memory ``x (B, L, D)``; per query the last click ``m_t (B, T, D)`` and memory mean
@@ -73,45 +76,18 @@ class STAMPEncoder(StepEncoder):
         count = mask.to(x.dtype).cumsum(dim=1).clamp(min=1.0).unsqueeze(-1)  # (B, L, 1)
         m_s = x.cumsum(dim=1) / count  # (B, L, D): mean of each prefix (real items come first)
         length = x.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()  # (L, L)
-        return self._combine(x, x, m_s, causal.unsqueeze(0) & mask.unsqueeze(1))  # (B, L, D)
+        allowed = causal_mask(length, x.device).unsqueeze(0) & mask.unsqueeze(1)  # (B, L, L)
+        return self._combine(x, x, m_s, allowed)  # (B, L, D)
 
 
 class STAMP(SequentialModel):
     """STAMP (Liu et al., KDD 2018) as a two-tower retrieval model.
 
-    Args:
-        user_features: must hold the ordered history (``SequenceFeature``, ``pooling=None``).
-        item_features: the item id ``SparseFeature``.
-        embedding_dim: D.
-        hidden_size: attention width.
-        dropout: dropout probability.
-        temperature: cosine similarity is divided by it.
-        max_len: longest history read.
-        normalize: cosine scoring.
+    ``STAMP(user_features, item_features, temperature=0.02, normalize=True,
+    **encoder_params)``: the arguments of :class:`~rechub_plugins_seq.base.SequentialModel`;
+    ``encoder_params`` are :class:`STAMPEncoder`'s
+    (``embed_dim``, ``hidden_size``, ``dropout``, ``max_len``).
     """
 
     encoder_class = STAMPEncoder
     trains_on_sequences = True
-
-    def __init__(
-        self,
-        user_features: Sequence[Feature],
-        item_features: Sequence[Feature],
-        embedding_dim: int = 32,
-        hidden_size: int = 128,
-        dropout: float = 0.2,
-        temperature: float = 0.02,
-        max_len: int = 50,
-        normalize: bool = True,
-    ) -> None:
-        super().__init__(
-            user_features,
-            item_features,
-            temperature,
-            normalize,
-            embedding_dim=embedding_dim,
-            hidden_size=hidden_size,
-            dropout=dropout,
-            max_len=max_len,
-        )
