@@ -1,7 +1,8 @@
 """The ``rechub`` command line (typer), built in :func:`make_app` so that nothing runs at import.
 
 One module per command group: ``plugins_cmds`` (list-plugins, list-components), ``train_cmds``
-(train, demo), ``run_cmds`` (evaluate, export, recall), ``data_cmds`` (data fetch, data path);
+(train, demo), ``run_cmds`` (evaluate, export, recall), ``data_cmds`` (data fetch, data path),
+``serve_cmds`` (serve);
 shared console, errors and tables in ``_common``. Plugins add commands through the
 ``rechub_register_commands(app)`` hook.
 ``python -m rechub_core.cli`` runs it too, which is how ``torchrun`` starts data-parallel
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from rechub_core.cli import data_cmds, plugins_cmds, run_cmds, train_cmds
+from rechub_core.cli import data_cmds, plugins_cmds, run_cmds, serve_cmds, train_cmds
 from rechub_core.cli._common import _version_callback
 
 
@@ -38,7 +39,7 @@ def make_app() -> typer.Typer:
     ) -> None:
         """rechub command line."""
 
-    for group in (plugins_cmds, train_cmds, run_cmds, data_cmds):
+    for group in (plugins_cmds, train_cmds, run_cmds, data_cmds, serve_cmds):
         group.register(app)
 
     from rechub_core.plugins import get_host
