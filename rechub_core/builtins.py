@@ -54,6 +54,11 @@ def rechub_register_samplers() -> Iterator[SamplerSpec]:
         description="every item (full softmax)",
     )
     yield SamplerSpec(
+        name="auto",
+        factory="rechub_core.samplers:AutoSoftmaxSampler",
+        description="full softmax up to 5,000 items, else 512 shared uniform negatives",
+    )
+    yield SamplerSpec(
         name="popularity",
         factory="rechub_core.samplers:PopularitySampler",
         description="count ** alpha",

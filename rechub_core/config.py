@@ -100,6 +100,8 @@ class TrainConfig:
         gather_negatives: under data-parallel training (torchrun, ``rechub train --nproc``)
             with an in-batch sampler, every rank's positives serve as negatives of every rank
             (item vectors all-gathered); no effect in one process.
+        threads: intra-op threads per process; None picks them from the cores this process
+            may use and the machine's load (:mod:`rechub_core.threads`), logged at the start.
     """
 
     mode: int | None = attrs.field(default=None, validator=_mode)
@@ -112,6 +114,7 @@ class TrainConfig:
     seed: int = 2022
     device: str = attrs.field(default="cpu", validator=_device)
     gather_negatives: bool = False
+    threads: int | None = attrs.field(default=None, validator=_positive)
 
 
 @attrs.frozen

@@ -8,6 +8,8 @@ optionally ``log_q (B, C)``, the log of each candidate's sampling probability.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -162,6 +164,39 @@ class SampledSoftmaxLoss(CandidateLoss):
                 )
             logits = logits - log_q
         return F.cross_entropy(logits.masked_fill(~keep, NEG_INF), target)
+
+
+def shared_negative_logits(
+    pos_logit: Tensor,
+    neg_logits: Tensor,
+    pos_ids: Tensor,
+    neg_ids: Tensor,
+    neg_log_q: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Loss inputs for ``n`` negatives shared by a batch of ``B`` positives.
+
+    Args:
+        pos_logit: ``(B, 1)`` each row's positive logit.
+        neg_logits: ``(B, n)`` every row's logits of the shared negatives.
+        pos_ids: ``(B,)`` positive ids; neg_ids: ``(n,)`` negative ids (drawn with
+            replacement; a draw equal to a row's positive is an accidental hit, masked).
+        neg_log_q: ``(n,)`` log sampling probability of each draw (None: no correction).
+    Returns:
+        ``logits (B, 1 + n)`` (positive in column 0), ``target (B,)`` zeros, ``valid (B, 1 + n)``
+        and ``log_q (B, 1 + n)`` or None: the positive uncorrected, each negative by
+        ``log(n q_j)``, the importance weight of one of n draws (Jean et al. 2015), so that
+        ``E[exp(sampled softmax loss)]`` equals ``exp(full softmax loss)``.
+    """
+    b, n = neg_logits.shape
+    logits = torch.cat([pos_logit, neg_logits], dim=1)  # (B, 1 + n)
+    target = torch.zeros(b, dtype=torch.long, device=logits.device)
+    hit = neg_ids.view(1, -1) == pos_ids.view(-1, 1)  # (B, n)
+    valid = torch.cat([torch.ones_like(hit[:, :1]), ~hit], dim=1)  # (B, 1 + n)
+    log_q = None
+    if neg_log_q is not None:
+        corrected = (neg_log_q.to(logits.dtype) + math.log(n)).view(1, -1).expand(b, -1)
+        log_q = torch.cat([logits.new_zeros(b, 1), corrected], dim=1)  # (B, 1 + n)
+    return logits, target, valid, log_q
 
 
 #: The loss each training mode uses when none is given.

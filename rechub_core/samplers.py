@@ -8,6 +8,7 @@ returns the log of each id's sampling probability for the logQ correction.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,6 +18,8 @@ import torch
 from torch import Tensor
 
 from rechub_core.errors import InputError
+
+log = logging.getLogger("rechub.samplers")
 
 
 @attrs.frozen
@@ -353,6 +356,78 @@ class HardNegativeSampler(Sampler):
         hard = ranked.gather(1, pick.to(ranked.device)).cpu()  # (B, n_hard)
         hard = torch.where(hard == pos_ids.view(-1, 1).cpu(), easy[:, : self.n_hard], hard)
         return NegativeSample(ids=torch.cat([hard, easy[:, self.n_hard :]], dim=1))
+
+
+#: The documented rule of :class:`AutoSoftmaxSampler`: catalogues of at most this many items
+#: (padding excluded) train with an exact full softmax, larger ones with a sampled softmax over
+#: negatives shared by the batch. A full softmax costs ``positions x items`` logits a step; at
+#: 5,000 items that is ~10x the 512 shared negatives' cost, past it the sampled softmax wins.
+FULL_SOFTMAX_MAX_ITEMS = 5_000
+
+
+class AutoSoftmaxSampler(Sampler):
+    """Full softmax or sampled softmax, picked from the catalogue size when training starts.
+
+    Catalogues of at most ``max_full_items`` real items get every item as a candidate
+    (:class:`FullCatalogueSampler`: an exact softmax, as MovieLens-100K's 1,682 items are
+    trained); larger ones ``n_neg`` uniform negatives shared by the whole batch
+    (:class:`UniformSampler` with ``shared=True``: one ``(B, n_neg)`` matmul a step; each
+    row's positive is scored on its own and accidental hits are masked). Uniform sampling
+    probabilities are equal, so the logQ correction is a constant and the plain ``softmax``
+    loss is already the corrected sampled softmax. Ask for either explicitly with sampler
+    ``full`` or ``uniform`` (``shared=true``).
+
+    Args:
+        max_full_items: the largest catalogue trained with a full softmax.
+        n_neg: shared negatives per batch above it.
+    """
+
+    def __init__(self, max_full_items: int = FULL_SOFTMAX_MAX_ITEMS, n_neg: int = 512) -> None:
+        if max_full_items < 0:
+            raise InputError(f"max_full_items must be >= 0, got {max_full_items}")
+        if n_neg < 1:
+            raise InputError(f"n_neg must be >= 1, got {n_neg}")
+        self.max_full_items = max_full_items
+        self.n_neg = n_neg
+        self.chosen: Sampler | None = None
+
+    @property
+    def choice(self) -> str:
+        """``"full"`` or ``"sampled"`` once bound, ``""`` before."""
+        if self.chosen is None:
+            return ""
+        return "full" if isinstance(self.chosen, FullCatalogueSampler) else "sampled"
+
+    def bind(self, n_items: int, item_counts: Tensor | None = None) -> None:
+        super().bind(n_items, item_counts)
+        if n_items - 1 <= self.max_full_items:
+            self.chosen = FullCatalogueSampler()
+        else:
+            self.chosen = UniformSampler(n_neg=self.n_neg, shared=True)
+        self.chosen.bind(n_items, item_counts)
+        log.info(
+            "softmax: %s (%d items; full up to %d, else %d shared uniform negatives)",
+            self.choice,
+            n_items - 1,
+            self.max_full_items,
+            self.n_neg,
+        )
+
+    def _inner(self) -> Sampler:
+        if self.chosen is None:
+            raise InputError("the auto sampler was used before bind(); the trainer binds it")
+        return self.chosen
+
+    def on_epoch_start(self, encode_items: Callable[[], Tensor]) -> None:
+        self._inner().on_epoch_start(encode_items)
+
+    def sample(
+        self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
+    ) -> NegativeSample:
+        return self._inner().sample(pos_ids, generator, user_vectors)
+
+    def log_q(self, ids: Tensor) -> Tensor:
+        return self._inner().log_q(ids)
 
 
 #: The sampler each training mode uses when none is given, with its parameters.

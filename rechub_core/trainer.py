@@ -48,7 +48,7 @@ from rechub_core.io import (
     remove_stale_temp_files,
     save_torch,
 )
-from rechub_core.losses import DEFAULT_LOSS_BY_MODE, CandidateLoss
+from rechub_core.losses import DEFAULT_LOSS_BY_MODE, CandidateLoss, shared_negative_logits
 from rechub_core.metrics import DEFAULT_KS, full_ranking_metrics
 from rechub_core.model import MatchModel
 from rechub_core.samplers import (
@@ -124,6 +124,9 @@ class MatchTrainer:
         gather_negatives: under data-parallel training with an in-batch sampler (``in_batch``,
             ``mixed``), use every rank's positives as negatives (item vectors all-gathered
             across ranks; gradients reach each rank's own rows). No effect in one process.
+        threads: intra-op threads: a count, ``"auto"`` (cores this process may use minus
+            the load of other jobs, see :mod:`rechub_core.threads`; logged), or None to
+            leave torch's setting as it is.
 
     Data-parallel training: start the script (or ``rechub train``) with ``torchrun``; the
     trainer joins the process group (gloo on CPU, NCCL on CUDA). The loaders' ``batch_size``
@@ -150,6 +153,7 @@ class MatchTrainer:
         verbose: bool = True,
         sequence_batch_size: int = 128,
         gather_negatives: bool = False,
+        threads: int | str | None = None,
     ) -> None:
         if not isinstance(model, MatchModel):
             raise InputError(
@@ -172,6 +176,14 @@ class MatchTrainer:
             )
         self.gather_negatives = gather_negatives
         self.dist, self.device = distributed.setup(device)
+        if threads is not None:  # "auto" or a count; None leaves torch's setting alone
+            from rechub_core.threads import apply_threads
+
+            if threads != "auto" and not isinstance(threads, int):
+                raise InputError(f"threads must be a count or 'auto', got {threads!r}")
+            count = None if threads == "auto" else int(threads)
+            processes = self.dist.world_size if self.dist.enabled else 1
+            self.threads = apply_threads(count, processes)
         self.model_path = ensure_writable_dir(model_path)
         self.seed = seed
         torch.manual_seed(seed)
@@ -276,6 +288,8 @@ class MatchTrainer:
             cand = neg_ids  # (N,): item i at column i - 1
             target = pos - 1  # (B,)
             valid = None
+        elif neg.shared and not neg.batch_positives and user.dim() == 2:
+            return self._shared_negatives_loss(user, pos, neg_ids, loader)
         elif neg.shared:
             cand = torch.cat([pos, neg_ids])  # (B + n,)
             target = torch.arange(b, device=self.device)  # (B,)
@@ -305,6 +319,28 @@ class MatchTrainer:
                 log_q = log_q.view(1, -1)  # shared candidates: the same for every row
         loss = self.loss_fn(logits, target, valid, log_q)
         reg = model.regularization()
+        return loss if reg is None else loss + reg
+
+    def _shared_negatives_loss(
+        self, user: Tensor, pos: Tensor, neg_ids: Tensor, loader: BatchLoader
+    ) -> Tensor:
+        """Loss against ``n`` negatives shared by the batch (the fast sampled-softmax path):
+        each row's positive logit by a row-wise dot ``(B, 1)``, the negatives by one
+        ``(B, D) x (D, n)`` matmul, accidental hits (a negative equal to the row's positive)
+        masked. Never forms a ``(B, B + n)`` or ``(B, catalogue)`` matrix. With a loss that
+        corrects for sampling (``sampled_softmax``), the negatives' logits are corrected by
+        ``log(n q_j)`` and the positive's not, so ``exp(loss)`` is an unbiased estimate of the
+        full softmax's (property-tested in ``tests/test_losses_samplers.py``)."""
+        b = pos.shape[0]
+        vectors = self._encode_distinct(loader, torch.cat([pos, neg_ids]))  # (B + n, D)
+        pos_logit = self.model.logits(user, vectors[:b].unsqueeze(1))  # (B, 1)
+        neg_logits = self.model.logits(user, vectors[b:])  # (B, n)
+        neg_log_q = self.sampler.log_q(neg_ids).to(self.device) if self.loss_fn.uses_log_q else None
+        logits, target, valid, log_q = shared_negative_logits(
+            pos_logit, neg_logits, pos, neg_ids, neg_log_q
+        )
+        loss = self.loss_fn(logits, target, valid, log_q)
+        reg = self.model.regularization()
         return loss if reg is None else loss + reg
 
     @property
@@ -339,7 +375,13 @@ class MatchTrainer:
         """Users and positives of sequence training: the model reads ``seq[:, :-1]`` as the
         history and predicts ``seq[:, 1:]`` at every real position."""
         model = self.model
-        seq = x[SEQUENCE_COLUMN]  # (B, L + 1)
+        seq = x[SEQUENCE_COLUMN]  # (B, L + 1), right-padded
+        # drop the columns that are padding in every row: causal states at real positions
+        # do not depend on later (padding) columns, so this is exact and saves the attention /
+        # recurrence over them (most of a short-sequence data set's width)
+        used = int((seq != 0).any(dim=0).nonzero().max()) + 1 if seq.numel() else 0
+        if 1 < used < seq.shape[1]:
+            seq = seq[:, :used]
         inputs = dict(x)
         inputs[model.history_feature] = seq[:, :-1]  # (B, L)
         targets = seq[:, 1:]  # (B, L)

@@ -203,3 +203,58 @@ def test_per_row_candidate_logits_are_dot_products_over_temperature(b, c, d) -> 
     got = model.logits(user, items)  # (B, C)
     assert got.shape == (b, c)
     assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    scores=st.lists(st.floats(-4.0, 4.0), min_size=3, max_size=6),
+    pos_index=st.integers(0, 5),
+    n_neg=st.integers(1, 3),
+)
+def test_sampled_softmax_agrees_with_full_softmax_in_expectation(
+    scores: list[float], pos_index: int, n_neg: int
+) -> None:
+    """On a tiny catalogue, averaging exp(sampled softmax loss) over every possible draw of
+    ``n_neg`` shared uniform negatives (with replacement; accidental hits masked; logQ
+    correction as the trainer's shared-negatives path applies it) gives exactly
+    exp(full softmax loss): the sampled loss's partition function is unbiased."""
+    import itertools
+
+    from rechub_core.losses import shared_negative_logits
+
+    n = len(scores)
+    n_items = n + 1  # ids 1..n, 0 is padding
+    pos = pos_index % n + 1
+    s = torch.tensor([0.0, *scores], dtype=torch.float64)  # s[i]: the user's logit of item i
+    full = F.cross_entropy(s[1:].view(1, -1), torch.tensor([pos - 1]))
+    sampler = create("sampler", "uniform", n_neg=n_neg, shared=True)
+    sampler.bind(n_items, torch.ones(n_items))
+    loss_fn = SampledSoftmaxLoss(logq_correction=True)
+    pos_ids = torch.tensor([pos])
+    total = 0.0
+    draws = list(itertools.product(range(1, n_items), repeat=n_neg))  # all equally likely
+    for draw in draws:
+        neg = torch.tensor(draw)
+        logits, target, valid, log_q = shared_negative_logits(
+            s[pos].view(1, 1), s[neg].view(1, -1), pos_ids, neg, sampler.log_q(neg).double()
+        )
+        total += math.exp(float(loss_fn(logits, target, valid, log_q)))
+    # log_q comes from the sampler in float32: agreement to float32 precision
+    assert total / len(draws) == pytest.approx(math.exp(float(full)), rel=1e-6)
+
+
+def test_auto_sampler_rule_picks_full_or_sampled() -> None:
+    from rechub_core.samplers import FULL_SOFTMAX_MAX_ITEMS
+
+    small, large = create("sampler", "auto"), create("sampler", "auto", n_neg=64)
+    small.bind(1683, torch.ones(1683))  # MovieLens-100K: 1,682 items
+    large.bind(FULL_SOFTMAX_MAX_ITEMS + 2, torch.ones(FULL_SOFTMAX_MAX_ITEMS + 2))
+    assert (small.choice, large.choice) == ("full", "sampled")
+    g = torch.Generator().manual_seed(0)
+    full = small.sample(torch.tensor([3, 5]), g)
+    assert full.full_catalogue and torch.equal(full.ids, torch.arange(1, 1683))
+    sampled = large.sample(torch.tensor([3, 5]), g)
+    assert sampled.shared and not sampled.batch_positives and sampled.ids.shape == (64,)
+    assert int(sampled.ids.min()) >= 1 and int(sampled.ids.max()) <= FULL_SOFTMAX_MAX_ITEMS + 1
+    with pytest.raises(InputError, match="before bind"):
+        create("sampler", "auto").sample(torch.tensor([1]), g)

@@ -19,7 +19,7 @@ _MODES = (2,)
 
 #: an exact softmax over the catalogue on the training rows (lr tuned on ComirecSA, validation)
 FULL_SOFTMAX = TrainDefaults(
-    mode=2, loss="softmax", sampler="full", lr=3e-3, max_epochs=30, patience=3
+    mode=2, loss="softmax", sampler="auto", lr=3e-3, max_epochs=30, patience=3
 )
 
 

@@ -4,7 +4,8 @@ Each model is registered twice: as a ready-made ``model`` (``GRU4Rec``, ...) and
 encoder as an ``encoder`` (``gru4rec``, ...), which composes with any item tower in a
 ``TwoTowerModel``. Both are the same encoder class, so there is one implementation per model.
 
-``train_defaults`` are a full softmax over the catalogue (sampler ``full``, loss ``softmax``,
+``train_defaults`` are a softmax by the catalogue-size rule (sampler ``auto``: the full
+catalogue up to 5,000 items, 512 shared uniform negatives above; loss ``softmax``,
 mode 2), with lr / weight decay / epochs chosen on the MovieLens-100K validation split (see the
 package README for the measured numbers).
 """
@@ -31,7 +32,8 @@ _MODES = (0, 1, 2)
 
 
 def _full_softmax(**kw: object) -> TrainDefaults:
-    return TrainDefaults(mode=2, loss="softmax", sampler="full", **kw)  # type: ignore[arg-type]
+    # sampler "auto": full softmax up to 5,000 items, 512 shared negatives above
+    return TrainDefaults(mode=2, loss="softmax", sampler="auto", **kw)  # type: ignore[arg-type]
 
 
 #: sequence_batch_size counts user sequences (all four train on every position of each sequence);
