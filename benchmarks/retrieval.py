@@ -1,5 +1,6 @@
-"""Approximate retrieval: faiss HNSW and IVF (through ``rechub_core.index.FaissIndex``) against
-exact search, on synthetic clustered item vectors.
+"""Approximate retrieval: faiss HNSW and IVF (through ``rechub_core.index.FaissIndex``) and
+Annoy (``--annoy-trees``, through the ``rechub_plugins_annoy`` plugin's index) against exact
+search, on synthetic clustered item vectors.
 
     python -m benchmarks.retrieval [--n-items 1000000] [--dim 64] [--hnsw-m 32,16] \
         [--ef-search 64,128,256,512,1024] [--ivf-nlist 512,1024] [--nprobe 4,8,16,32,64] \
@@ -150,6 +151,62 @@ def measure_exact(
     return out
 
 
+def annoy_points(
+    args: argparse.Namespace,
+    items: np.ndarray,
+    ids: np.ndarray,
+    queries: np.ndarray,
+    exact_ids: np.ndarray,
+    flat_qps: float,
+    fastest_exact: float,
+    log: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Annoy (the ``rechub_plugins_annoy`` plugin, metric dot) for each ``--annoy-trees``,
+    swept over ``--annoy-search-k``; bytes are the saved forest's (ids add 8 bytes per item)."""
+    import tempfile
+
+    from rechub_core.plugins import create
+
+    k = args.k
+    points, builds = [], []
+    for n_trees in (int(v) for v in args.annoy_trees.split(",") if v):
+        index = create("index", "annoy", n_trees=n_trees, metric="dot", n_jobs=args.threads)
+        t = time.perf_counter()
+        index.build(items, ids)
+        build_s = time.perf_counter() - t
+        with tempfile.TemporaryDirectory() as tmp:
+            index._annoy.save(f"{tmp}/forest.ann")
+            size = os.path.getsize(f"{tmp}/forest.ann")
+        builds.append({"kind": "annoy", "n_trees": n_trees, "build_s": build_s, "bytes": size})
+        log(f"annoy {n_trees} trees: built in {build_s:.1f}s, {size / 2**20:.0f} MiB")
+        for search_k in (int(v) for v in args.annoy_search_k.split(",") if v):
+            index.search_k = search_k
+            seconds, (found, _) = best_time(lambda idx=index: idx.search(queries, k), args.repeats)
+            raw_s, _ = best_time(
+                lambda f=index._annoy, sk=search_k: [
+                    f.get_nns_by_vector(q, k, search_k=sk) for q in queries
+                ],
+                args.repeats,
+            )
+            qps = queries.shape[0] / seconds
+            point = {
+                "kind": "annoy",
+                "n_trees": n_trees,
+                "search_k": search_k,
+                "recall": recall_at_k(found, exact_ids),
+                "qps": qps,
+                "qps_raw_faiss": queries.shape[0] / raw_s,  # raw backend: annoy itself
+                "build_s": build_s,
+                "bytes": size,
+                "speedup_vs_faiss_flat": qps / flat_qps,
+                "speedup_vs_fastest_exact": qps / fastest_exact,
+            }
+            points.append(point)
+            log(f"  search_k {search_k}: recall {point['recall']:.4f}, {qps:.0f} QPS")
+        del index
+    return points, builds
+
+
 def pareto(points: list[dict[str, Any]]) -> None:
     """Mark ``pareto=True`` on points no other point beats in both recall and QPS."""
     for p in points:
@@ -249,6 +306,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             points.append(point)
             log(f"  {setting}: recall {point['recall']:.4f}, {point['qps']:.0f} QPS")
         del index
+    if args.annoy_trees:
+        fastest = max(e["qps"] for e in exact.values())
+        annoy, annoy_builds = annoy_points(
+            args, items, ids, queries, exact_ids, exact["faiss_flat"]["qps"], fastest, log
+        )
+        points += annoy
+        builds += annoy_builds
     pareto(points)
     target = [
         p
@@ -290,8 +354,9 @@ def markdown(res: dict[str, Any], command: str, info: dict[str, Any]) -> str:
     d = res["data"]
     k = res["k"]
     flat_qps = res["exact"]["faiss_flat"]["qps"]
+    annoy = " / Annoy" if any(p["kind"] == "annoy" for p in res["points"]) else ""
     lines = [
-        f"# Retrieval: faiss HNSW / IVF vs exact search ({d['n_items']:,} x {d['dim']})",
+        f"# Retrieval: faiss HNSW / IVF{annoy} vs exact search ({d['n_items']:,} x {d['dim']})",
         "",
         f"Command: `{command}`  ",
         machine_line(info),
@@ -318,7 +383,8 @@ def markdown(res: dict[str, Any], command: str, info: dict[str, Any]) -> str:
         f"## Approximate indexes (Pareto points in bold; speed-up vs IndexFlatIP "
         f"{flat_qps:.1f} QPS)",
         "",
-        f"| index | M / nlist | efSearch / nprobe | recall@{k} | QPS | QPS raw faiss | speed-up "
+        f"| index | M / nlist / trees | efSearch / nprobe / search_k | recall@{k} | QPS | QPS raw "
+        "backend | speed-up "
         "| speed-up vs fastest exact | build s | bytes |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -326,6 +392,11 @@ def markdown(res: dict[str, Any], command: str, info: dict[str, Any]) -> str:
         b = "**" if p["pareto"] else ""
         if p["kind"] == "hnsw":
             a, s = p["hnsw_m"], f"{p['ef_search']} (used {p['ef_search_used']})"
+        elif p["kind"] == "annoy":
+            a, s = (
+                p["n_trees"],
+                str(p["search_k"]) + (" (n_trees x k)" if p["search_k"] < 0 else ""),
+            )
         else:
             a, s = p["nlist"], str(p["nprobe"])
         lines.append(
@@ -376,6 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ef-search", default="64,128,256,512,1024")
     ap.add_argument("--ivf-nlist", default="512,1024")
     ap.add_argument("--nprobe", default="4,8,16,32,64")
+    ap.add_argument("--annoy-trees", default="", help="Annoy forests to build, e.g. 50,100")
+    ap.add_argument("--annoy-search-k", default="-1,20000,100000", help="Annoy search_k sweep")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per setting (best)")
     ap.add_argument("--exact-repeats", type=int, default=2)
     ap.add_argument("--exact-subset", type=int, default=200)
