@@ -50,6 +50,16 @@ class CandidateLoss(nn.Module):
     ) -> Tensor:
         raise NotImplementedError
 
+    def labelled(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Loss of rows with explicit labels (the data's ``label`` column, mode 0): ``logits
+        (B,)`` of each row's item, ``labels (B,)`` 1 / 0 -> scalar. Losses over candidate
+        lists have no such form and say so."""
+        raise InputError(
+            f"loss {type(self).__name__} ranks candidate lists and cannot train on explicit "
+            "labels (the data's 'label' column); use the point-wise loss 'bce' in mode 0, or "
+            "drop the column and let a sampler draw negatives"
+        )
+
 
 class BCELoss(CandidateLoss):
     """Point-wise (mode 0): binary cross-entropy, label 1 for the positive, 0 for negatives.
@@ -68,6 +78,10 @@ class BCELoss(CandidateLoss):
         labels = _positive(logits, target).to(logits.dtype)  # (B, C)
         per = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")  # (B, C)
         return (per * keep).sum() / keep.sum().clamp(min=1)
+
+    def labelled(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Mean binary cross-entropy of ``logits (B,)`` against explicit ``labels (B,)``."""
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
 def _pos_neg(logits: Tensor, target: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:

@@ -139,7 +139,6 @@ def build_trainer(
     metric: str = "ndcg@10",
     verbose: bool = False,
     gather_negatives: bool = False,
-    threads: int | str | None = "auto",
 ) -> MatchTrainer:
     """A :class:`MatchTrainer` configured by ``settings`` (loss, sampler, optimiser, epochs)."""
     loss = create("loss", settings.loss, **settings.loss_params) if settings.loss else None
@@ -158,7 +157,6 @@ def build_trainer(
         verbose=verbose,
         sequence_batch_size=settings.sequence_batch_size,
         gather_negatives=gather_negatives,
-        threads=threads,
     )
 
 
@@ -254,39 +252,48 @@ def train_run(
     ctx, _ = distributed.setup(cfg.train.device)
     spec = check_run_config(cfg)
     target = Path(out)
+    if ctx.is_main:
+        check_output_dir(target, "run folder --out")
+        run_folder.check_target(target, force)
+    # data and model first: a bad log or parameter fails before anything is written
+    data = prepare(load_interactions(cfg), cfg.data.max_len, cfg.data.min_interactions)
+    if ctx.is_main:
+        for name, enc in data.encoders.items():
+            log.info("%s ids read as %s", name, enc.id_type)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(spec, DataSchema.from_prepared(data), dict(cfg.model.params))
     with contextlib.ExitStack() as stack:
         if ctx.is_main:
-            check_output_dir(target, "run folder --out")
-            run_folder.check_target(target, force)
             target.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(run_folder.RunLock(target))
             run_folder.check_target(target, force)  # again: another writer may have won
             run_folder.prepare_staging(target, resume)
         ctx.barrier()
         staging = run_folder.staging_path(target)
-        result = _train_into(cfg, spec, staging, verbose, resume)
+        result = _train_into(cfg, spec, data, model, staging, verbose, resume)
         if ctx.is_main:
             run_folder.commit(staging, target)
     return attrs.evolve(result, path=target)
 
 
 def _train_into(
-    cfg: RunConfig, spec: ModelSpec, run: Path, verbose: bool, resume: bool
+    cfg: RunConfig,
+    spec: ModelSpec,
+    data: PreparedData,
+    model: MatchModel,
+    run: Path,
+    verbose: bool,
+    resume: bool,
 ) -> RunResult:
-    """Train and write every file of the run into the staging folder ``run``."""
+    """Train ``model`` on ``data`` and write every file of the run into the staging folder
+    ``run``."""
     ctx, _ = distributed.setup(cfg.train.device)
     run = ensure_writable_dir(run, "run folder", min_free_bytes=0)  # a full disk fails now
     settings = effective_settings(cfg, spec)
     effective = effective_config(cfg, settings)
     if ctx.is_main:  # first, so that a killed run can be resumed from its folder alone
         save_config(effective, run / "config.toml")
-    data = prepare(load_interactions(cfg), cfg.data.max_len, cfg.data.min_interactions)
-    if ctx.is_main:
-        for name, enc in data.encoders.items():
-            log.info("%s ids read as %s", name, enc.id_type)
     schema = DataSchema.from_prepared(data)
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(spec, schema, dict(cfg.model.params))
     train_dl, val_dl, test_dl = loaders_from_prepared(data, settings.batch_size, cfg.train.seed)
     trainer = build_trainer(
         model,
@@ -297,7 +304,6 @@ def _train_into(
         metric=cfg.train.metric,
         verbose=verbose,
         gather_negatives=cfg.train.gather_negatives,
-        threads=cfg.train.threads or "auto",
     )
     history = trainer.fit(train_dl, val_dl, resume=resume)
     if not ctx.is_main:  # rank 0 evaluates and writes the run folder
@@ -483,7 +489,15 @@ def recall(loaded: LoadedRun, raw_user_ids: list[Any] | None, k: int = 20) -> pd
     if raw_user_ids is None:
         rows = np.arange(len(codes_in_order))
     else:
-        codes = user_enc.transform(np.asarray(raw_user_ids))
+        try:
+            codes = user_enc.transform(np.asarray(raw_user_ids))
+        except InputError:  # its advice is for training; say what to do for recall
+            some = ", ".join(repr(x) for x in user_enc.inverse(codes_in_order[:3].numpy()).tolist())
+            raise InputError(
+                f"user id(s) {raw_user_ids[:3]!r} not in this run: recall serves the users it "
+                f"was trained on ({len(codes_in_order)} users, e.g. {some}); pass one of those "
+                "(--users all lists every user's top-K), or retrain on data that has this user"
+            ) from None
         missing = [r for r, c in zip(raw_user_ids, codes, strict=True) if int(c) not in row_of]
         if missing:
             raise InputError(

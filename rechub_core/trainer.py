@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from rechub_core import distributed
@@ -432,7 +431,7 @@ class MatchTrainer:
         items = self._encode_items(loader, pos).unsqueeze(1)  # (B, 1, D)
         zero = torch.zeros_like(pos)
         logits = self.model.logits(user, items, zero).squeeze(1)  # (B,)
-        return F.binary_cross_entropy_with_logits(logits, x["label"].float())
+        return self.loss_fn.labelled(logits, x["label"])  # the configured loss (bce in mode 0)
 
     def _train_epoch(self, loader: BatchLoader, epoch: int) -> tuple[float, float]:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

@@ -149,6 +149,45 @@ def test_seed_usage_snippet_runs_as_written(synthetic: PreparedData, tmp_path: P
     assert item_embedding.shape == (n_items, 32)
 
 
+def test_explicit_labels_train_through_the_configured_loss(synthetic: PreparedData) -> None:
+    """Point-wise rows with a label column (MatchDataGenerator(x, y)) are scored by the
+    trainer's loss (its ``labelled`` form), not by a loss fixed inside the trainer."""
+    from rechub_core.losses import BCELoss
+
+    class CountingBCE(BCELoss):
+        calls = 0
+
+        def labelled(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            type(self).calls += 1
+            return super().labelled(logits, labels)
+
+    x = {k: synthetic.train[k][:64] for k in ("user_id", "hist_item_id", "item_id")}
+    labels = np.arange(64) % 2
+    train_dl, _, _ = MatchDataGenerator(x=x, y=labels).generate_dataloader(
+        {"user_id": synthetic.test.users["user_id"]}, {"item_id": synthetic.items["item_id"]}, 64
+    )
+    n_users, n_items = synthetic.vocab["user_id"], synthetic.vocab["item_id"]
+    hist = SequenceFeature("hist_item_id", n_items, 16, pooling="mean", shared_with="item_id")
+    torch.manual_seed(0)
+    model = create(
+        "model",
+        "DSSM",
+        user_features=[SparseFeature("user_id", n_users, 16), hist],
+        item_features=[SparseFeature("item_id", n_items, 16)],
+    )
+    batch = next(iter(train_dl))
+    trainer = MatchTrainer(model, mode=0, loss=CountingBCE(), sampler="none", verbose=False)
+    loss = trainer.batch_loss(batch, train_dl, torch.Generator())
+    assert CountingBCE.calls == 1
+    with torch.no_grad():  # each row's logit for its own item
+        logits = (model.encode_user(batch) * model.encode_item(batch)).sum(-1) / model.temperature
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"].float())
+    torch.testing.assert_close(loss.detach(), expected, atol=1e-5, rtol=1e-5)
+    listwise = MatchTrainer(model, mode=0, loss="softmax", sampler="none", verbose=False)
+    with pytest.raises(InputError, match=r"SoftmaxLoss ranks candidate lists .* use .*'bce'"):
+        listwise.batch_loss(batch, train_dl, torch.Generator())
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_onnx_parity_both_towers(name: str, synthetic: PreparedData, tmp_path: Path) -> None:
     trainer = build_trainer(
