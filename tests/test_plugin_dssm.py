@@ -149,7 +149,9 @@ def test_seed_usage_snippet_runs_as_written(synthetic: PreparedData, tmp_path: P
     assert item_embedding.shape == (n_items, 32)
 
 
-def test_explicit_labels_train_through_the_configured_loss(synthetic: PreparedData) -> None:
+def test_explicit_labels_train_through_the_configured_loss(
+    synthetic: PreparedData, tmp_path: Path
+) -> None:
     """Point-wise rows with a label column (MatchDataGenerator(x, y)) are scored by the
     trainer's loss (its ``labelled`` form), not by a loss fixed inside the trainer."""
     from rechub_core.losses import BCELoss
@@ -176,14 +178,18 @@ def test_explicit_labels_train_through_the_configured_loss(synthetic: PreparedDa
         item_features=[SparseFeature("item_id", n_items, 16)],
     )
     batch = next(iter(train_dl))
-    trainer = MatchTrainer(model, mode=0, loss=CountingBCE(), sampler="none", verbose=False)
+    trainer = MatchTrainer(
+        model, mode=0, loss=CountingBCE(), sampler="none", model_path=tmp_path, verbose=False
+    )
     loss = trainer.batch_loss(batch, train_dl, torch.Generator())
     assert CountingBCE.calls == 1
     with torch.no_grad():  # each row's logit for its own item
         logits = (model.encode_user(batch) * model.encode_item(batch)).sum(-1) / model.temperature
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"].float())
     torch.testing.assert_close(loss.detach(), expected, atol=1e-5, rtol=1e-5)
-    listwise = MatchTrainer(model, mode=0, loss="softmax", sampler="none", verbose=False)
+    listwise = MatchTrainer(
+        model, mode=0, loss="softmax", sampler="none", model_path=tmp_path, verbose=False
+    )
     with pytest.raises(InputError, match=r"SoftmaxLoss ranks candidate lists .* use .*'bce'"):
         listwise.batch_loss(batch, train_dl, torch.Generator())
 
