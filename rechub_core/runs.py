@@ -139,6 +139,7 @@ def build_trainer(
     metric: str = "ndcg@10",
     verbose: bool = False,
     gather_negatives: bool = False,
+    threads: int | str | None = "auto",
 ) -> MatchTrainer:
     """A :class:`MatchTrainer` configured by ``settings`` (loss, sampler, optimiser, epochs)."""
     loss = create("loss", settings.loss, **settings.loss_params) if settings.loss else None
@@ -157,6 +158,7 @@ def build_trainer(
         verbose=verbose,
         sequence_batch_size=settings.sequence_batch_size,
         gather_negatives=gather_negatives,
+        threads=threads,
     )
 
 
@@ -304,6 +306,7 @@ def _train_into(
         metric=cfg.train.metric,
         verbose=verbose,
         gather_negatives=cfg.train.gather_negatives,
+        threads=cfg.train.threads or "auto",
     )
     history = trainer.fit(train_dl, val_dl, resume=resume)
     if not ctx.is_main:  # rank 0 evaluates and writes the run folder
