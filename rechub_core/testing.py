@@ -18,9 +18,12 @@ The checks, in order (:data:`CHECKS`):
 
 * ``shapes``: ``encode_user`` gives ``(B, D)`` (``(B, K, D)`` when ``multi_interest``),
   ``encode_item`` gives ``(N, D)`` with the same D, finite float32, and ``logits`` ``(B, N)``.
-* ``padding``: appending padding ids (0) to a user sequence feature leaves the user vectors
-  unchanged (histories are right-padded; ``pad_sides=("right", "left")`` also prepends);
-  skipped when the user side has no sequences.
+* ``padding``: appending and prepending padding ids (0) to a user sequence feature leaves the
+  user vectors unchanged (histories are right-padded, and left padding must not fool a model
+  either; ``pad_sides`` narrows it); skipped when the user side has no sequences.
+* ``recency``: in a history longer than any model's window, changing only the newest item
+  changes the user vectors (histories are oldest first and a model keeps the newest items:
+  ``docs/protocol.md``); skipped when the user side has no sequences.
 * ``batch``: in eval mode a row encoded alone equals the same row inside a batch, and encoding
   twice gives the same vectors (users and items).
 * ``steps``: ``encode_user_steps`` gives ``(B, L, D)`` (or ``(B, L, K, D)``), is causal, and
@@ -74,6 +77,7 @@ if TYPE_CHECKING:
 CHECKS: tuple[str, ...] = (
     "shapes",
     "padding",
+    "recency",
     "batch",
     "steps",
     "gradients",
@@ -86,6 +90,10 @@ CHECKS: tuple[str, ...] = (
 USER_ROWS, ITEM_ROWS = 5, 7
 #: largest difference accepted between computations that must agree (float32 on CPU)
 ATOL = 1e-5
+#: length of the ``recency`` check's histories: longer than the window of any model built on
+#: the kit's data (its histories are 10 wide), so a model reading the oldest items misses the
+#: newest one
+LONG_HISTORY = 120
 #: largest difference accepted between onnxruntime and PyTorch (DESIGN.md)
 ONNX_TOLERANCE = 1e-4
 #: the ``training`` check wants the last epoch's loss at least this fraction below the first's:
@@ -210,7 +218,7 @@ class _Context:
     data: PreparedData
     workdir: Path
     epochs: int
-    pad_sides: tuple[str, ...] = ("right",)
+    pad_sides: tuple[str, ...] = ("right", "left")
     #: the spec stands in for a bare factory (its modes and default mode follow the model)
     stand_in: bool = False
 
@@ -345,8 +353,37 @@ def _check_padding(ctx: _Context) -> None:
                     "mask padding positions out of every pooling, attention and recurrence "
                     "(EmbeddingLayer.sequence gives the mask; layers.masked_mean; "
                     "layers.gather_last for the last real item) instead of reading fixed "
-                    "columns; rechub's histories are right-padded with 0",
+                    "columns, and read ordered histories compacted (rechub_core.history: "
+                    "HistoryEncoder or compact; docs/protocol.md)",
                 )
+
+
+def _check_recency(ctx: _Context) -> None:
+    model = ctx.build().eval()
+    users = ctx.users()
+    names = _user_sequences(model, users)
+    if not names:
+        raise CheckSkipped("the user side has no sequence features")
+    vocab = {f.name: getattr(f, "vocab_size", 2) for f in model.user_features}
+    gen = torch.Generator().manual_seed(0)
+    for name in names:
+        if vocab[name] < 3:
+            continue  # one real id: nothing to change the newest item to
+        rows = users[name].shape[0]
+        long = torch.randint(1, vocab[name], (rows, LONG_HISTORY), generator=gen)  # (B, N)
+        newest = long[:, -1:] % (vocab[name] - 1) + 1  # (B, 1): another real id
+        changed = torch.cat([long[:, :-1], newest], dim=1)  # (B, N)
+        with torch.no_grad():
+            before = model.encode_user({**users, name: long})
+            after = model.encode_user({**users, name: changed})
+        if not _max_diff(before, after) > ATOL:
+            raise CheckFailed(
+                f"in {LONG_HISTORY}-item histories {name!r}, changing only the newest (last) "
+                "item did not change any user vector: the model reads the oldest items",
+                "keep the newest max_len items, not the first ones: histories are oldest "
+                "first, right-padded with 0 (docs/protocol.md); read them through "
+                "rechub_core.history (HistoryEncoder, or compact(seq, max_len))",
+            )
 
 
 def _check_batch(ctx: _Context) -> None:
@@ -600,6 +637,7 @@ def _check_training(ctx: _Context) -> None:
 _CHECK_FUNCTIONS: dict[str, Callable[[_Context], None]] = {
     "shapes": _check_shapes,
     "padding": _check_padding,
+    "recency": _check_recency,
     "batch": _check_batch,
     "steps": _check_steps,
     "gradients": _check_gradients,
@@ -670,7 +708,7 @@ def check_model(
     workdir: str | Path | None = None,
     epochs: int = 3,
     train_defaults: TrainDefaults | None = None,
-    pad_sides: Sequence[str] = ("right",),
+    pad_sides: Sequence[str] = ("right", "left"),
     label: str | None = None,
 ) -> ConformanceReport:
     """Run the conformance checks on a model and report every result (nothing is raised for a
@@ -689,7 +727,8 @@ def check_model(
             mode 2, or the model's last supported mode, with its default loss and uniform
             negatives).
         pad_sides: where the ``padding`` check adds padding: "right" (rechub's histories are
-            right-padded, so that is the contract) and, for models that promise more, "left".
+            right-padded) and "left" (a model must not be fooled by it: ordered histories are
+            read compacted, ``docs/protocol.md``).
         label: the model's name in messages (default: the registered name, or the factory's).
     Returns:
         A :class:`ConformanceReport`; its failures name the model, the check and the fix.

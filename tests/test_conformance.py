@@ -25,6 +25,7 @@ from rechub_core.towers import ItemEmbeddingTower, Tower, TwoTowerModel
 pytest_plugins = ["rechub_core.testing"]  # fixtures: rechub_conformance, rechub_conformance_data
 
 DIM = 8
+WINDOW = 10  # the "oldest" toy's window: the kit's histories (10 wide) fit in it
 
 
 # --- every registered model ---------------------------------------------------------------------
@@ -64,7 +65,15 @@ class ToyEncoder(Tower):
 
     def forward(self, x: Mapping[str, Tensor], embedding: EmbeddingLayer) -> Tensor:
         emb, mask = embedding.sequence(x, self.features[0].name)  # (B, L, D), (B, L)
-        pooled = emb[:, -1] if self.bug == "last_column" else masked_mean(emb, mask)  # (B, D)
+        if self.bug == "oldest":  # truncates to the first WINDOW columns: the oldest items
+            emb, mask = emb[:, :WINDOW], mask[:, :WINDOW]
+        if self.bug == "last_column":
+            pooled = emb[:, -1]  # (B, D)
+        elif self.bug == "assumes_right":  # the newest item at count - 1: right padding only
+            last = (mask.sum(dim=1) - 1).clamp(min=0)  # (B,)
+            pooled = emb[torch.arange(emb.shape[0]), last]  # (B, D)
+        else:
+            pooled = masked_mean(emb, mask)  # (B, D)
         out = self.proj(pooled)  # (B, D)
         if self.bug == "batch_mean":
             out = out - out.mean(dim=0, keepdim=True)
@@ -127,6 +136,13 @@ def test_a_correct_toy_model_passes_every_check() -> None:
     [
         ("flat", "shapes", "returned (5, 1, 8), expected (B, D)", "multi_interest = True"),
         ("last_column", "padding", "appending 3 padding ids (0)", "mask padding positions"),
+        ("assumes_right", "padding", "prepending 3 padding ids (0)", "rechub_core.history"),
+        (
+            "oldest",
+            "recency",
+            "changing only the newest (last) item did not change any user vector",
+            "keep the newest max_len items",
+        ),
         ("batch_mean", "batch", "encoded alone differs", "no statistics over the batch axis"),
         ("non_causal", "steps", "encode_user_steps is not causal", "layers.causal_mask"),
         (
@@ -166,13 +182,21 @@ def test_a_factory_is_trained_in_a_mode_it_supports() -> None:
     assert "supports modes [1], not mode=2" in failure(report, "training")
 
 
-def test_left_padding_is_checked_on_request() -> None:
+def test_both_padding_sides_are_checked_by_default() -> None:
     report = check_model(toy("last_column"), checks=["padding"], pad_sides=["left"], label="Toy")
     assert report.ok  # the last column of a left-padded history is its last item
-    report = check_model(
-        toy("last_column"), checks=["padding"], pad_sides=["right", "left"], label="Toy"
-    )
+    report = check_model(toy("last_column"), checks=["padding"], label="Toy")
     assert "appending" in failure(report, "padding")
+    report = check_model(toy("assumes_right"), checks=["padding"], pad_sides=["right"])
+    assert report.ok  # right padding alone does not show it
+    message = failure(check_model(toy("assumes_right"), checks=["padding"], label="Toy"), "padding")
+    assert "prepending" in message
+
+
+def test_a_model_reading_the_oldest_items_fails_only_recency() -> None:
+    """Before the recency check such a model passed every check (issue #16)."""
+    report = check_model(toy("oldest"), label="Toy")
+    assert [r.check for r in report.failures] == ["recency"], str(report)
 
 
 def test_a_model_that_cannot_be_built_is_one_failure() -> None:
