@@ -18,6 +18,7 @@ from rich.console import Console
 
 from rechub_core import plugins
 from rechub_core.cli import _common as cli_common
+from rechub_core.plugins import PluginHost
 
 #: Prefix of every fake module, so teardown can drop exactly the modules these tests created.
 FAKE_PREFIX = "fakeplug_"
@@ -99,3 +100,13 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def host(monkeypatch) -> PluginHost:
+    """A host with the built-ins only (no entry points: fast and isolated)."""
+    monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
+    monkeypatch.delenv(plugins.ENV_PLUGINS, raising=False)
+    host = PluginHost()
+    host.load()  # built-ins first, as in real use
+    return host

@@ -103,5 +103,10 @@ def test_readme_tour_runs_in_a_fresh_folder(tmp_path, monkeypatch):
     for k in ("@10", "@20", "@50"):
         assert k in evaluate.output
     assert max(len(line) for line in evaluate.output.splitlines()) <= 80
+    unknown = runner.invoke(app, ["recall", "runs/dssm", "--user", "99999"])
+    assert unknown.exit_code == 1
+    said = " ".join(unknown.output.split())
+    assert "not in this run" in said and "--users all" in said
+    assert "fit the encoder" not in said  # training advice does not help recall
     recs = (work / "recs.csv").read_text().splitlines()
     assert recs[0] == "user_id,rank,item_id,score" and len(recs) > 50 * 900
