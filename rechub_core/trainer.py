@@ -50,6 +50,7 @@ from rechub_core.io import (
 from rechub_core.losses import DEFAULT_LOSS_BY_MODE, CandidateLoss, shared_negative_logits
 from rechub_core.metrics import DEFAULT_KS, full_ranking_metrics
 from rechub_core.model import MatchModel
+from rechub_core.optim import SPARSE_MIN_ROWS
 from rechub_core.samplers import (
     DEFAULT_SAMPLER_BY_MODE,
     InBatchSampler,
@@ -126,6 +127,11 @@ class MatchTrainer:
         threads: intra-op threads: a count, ``"auto"`` (cores this process may use minus
             the load of other jobs, see :mod:`rechub_core.threads`; logged), or None to
             leave torch's setting as it is.
+        sparse_embeddings: update embedding tables row-wise (only the rows a batch touched,
+            :class:`~rechub_core.optim.RowwiseAdam`) instead of densely: True for every table,
+            False never, None (default) by the rule: tables with at least
+            ``rechub_core.optim.SPARSE_MIN_ROWS`` (100,000) rows. Only with the default
+            ``optimizer_fn`` (Adam).
 
     Data-parallel training: start the script (or ``rechub train``) with ``torchrun``; the
     trainer joins the process group (gloo on CPU, NCCL on CUDA). The loaders' ``batch_size``
@@ -153,6 +159,7 @@ class MatchTrainer:
         sequence_batch_size: int = 128,
         gather_negatives: bool = False,
         threads: int | str | None = None,
+        sparse_embeddings: bool | None = None,
     ) -> None:
         if not isinstance(model, MatchModel):
             raise InputError(
@@ -188,7 +195,18 @@ class MatchTrainer:
         torch.manual_seed(seed)
         self.model.to(self.device)
         params = {"lr": 1e-3, "weight_decay": 0.0, **(optimizer_params or {})}
-        self.optimizer = optimizer_fn(self.model.parameters(), **params)
+        groups = None
+        if sparse_embeddings is not False and optimizer_fn is torch.optim.Adam:
+            from rechub_core.optim import RowwiseAdam, rowwise_param_groups
+
+            groups = rowwise_param_groups(self.model, 1 if sparse_embeddings else SPARSE_MIN_ROWS)
+            if groups is not None:
+                optimizer_fn = RowwiseAdam
+                log.info(
+                    "optimizer: row-wise lazy Adam on %d embedding table(s)",
+                    len(groups[0]["params"]),
+                )
+        self.optimizer = optimizer_fn(groups or self.model.parameters(), **params)
         self.n_epoch = n_epoch
         self.patience = earlystop_patience
         self.metric = metric.lower()

@@ -1,0 +1,160 @@
+"""Row-wise lazy Adam (rechub_core.optim.RowwiseAdam): equal to Adam on the rows a batch
+touches, untouched rows unchanged, state that checkpoints and resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from rechub_core.data import loaders_from_prepared
+from rechub_core.errors import InputError
+from rechub_core.io import load_torch
+from rechub_core.optim import RowwiseAdam, rowwise_param_groups
+from rechub_core.preprocess import PreparedData
+from rechub_core.schema import DataSchema
+from rechub_core.towers import ItemEmbeddingTower, MLPTower, TwoTowerModel
+from rechub_core.trainer import MatchTrainer
+
+
+def _pair(rows: int, dim: int, seed: int) -> tuple[nn.Embedding, nn.Embedding]:
+    torch.manual_seed(seed)
+    a = nn.Embedding(rows, dim)
+    b = nn.Embedding(rows, dim)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.integers(2, 30),
+    dim=st.integers(1, 8),
+    batches=st.lists(st.lists(st.integers(0, 29), min_size=1, max_size=10), min_size=1, max_size=4),
+    weight_decay=st.sampled_from([0.0, 0.01]),
+    seed=st.integers(0, 1000),
+)
+def test_touched_rows_equal_adam_untouched_rows_unchanged(
+    rows: int, dim: int, batches: list[list[int]], weight_decay: float, seed: int
+) -> None:
+    """One step from a fresh state: every touched row as dense Adam's, every other row as it
+    was. Over several steps, rows touched in every step still equal dense Adam's; rows never
+    touched never move (dense Adam moves rows with momentum, lazy Adam does not)."""
+    batches = [[i % rows for i in b] for b in batches]
+    lazy, dense = _pair(rows, dim, seed)
+    opt_l = RowwiseAdam(
+        [{"params": [lazy.weight], "rowwise": True}], lr=0.1, weight_decay=weight_decay
+    )
+    opt_d = torch.optim.Adam(dense.parameters(), lr=0.1, weight_decay=weight_decay)
+    start = lazy.weight.detach().clone()
+    for step, ids in enumerate(batches):
+        idx = torch.tensor(ids)
+        for emb, opt in ((lazy, opt_l), (dense, opt_d)):
+            opt.zero_grad()
+            (emb(idx) ** 2).sum().backward()
+            opt.step()
+        touched = sorted(set(ids))
+        if step == 0:
+            assert torch.allclose(lazy.weight[touched], dense.weight[touched], atol=1e-6)
+    always = sorted(set.intersection(*(set(b) for b in batches)))
+    if always:
+        assert torch.allclose(lazy.weight[always], dense.weight[always], atol=1e-5)
+    never = sorted(set(range(rows)) - set().union(*(set(b) for b in batches)))
+    assert torch.equal(lazy.weight[never], start[never])
+    assert torch.equal(opt_l.state[lazy.weight]["exp_avg"][never], torch.zeros(len(never), dim))
+
+
+def test_dense_groups_are_plain_adam() -> None:
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    opt_a = RowwiseAdam(a.parameters(), lr=0.05, weight_decay=0.1)
+    opt_b = torch.optim.Adam(b.parameters(), lr=0.05, weight_decay=0.1)
+    x = torch.randn(8, 4)
+    for _ in range(5):
+        for m, opt in ((a, opt_a), (b, opt_b)):
+            opt.zero_grad()
+            m(x).pow(2).mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(InputError, match="lr > 0"):
+        RowwiseAdam([nn.Parameter(torch.zeros(2, 2))], lr=0)
+    with pytest.raises(InputError, match="2-D"):
+        RowwiseAdam([{"params": [nn.Parameter(torch.zeros(3))], "rowwise": True}])
+
+
+def _model(data: PreparedData, seed: int) -> TwoTowerModel:
+    torch.manual_seed(seed)
+    schema = DataSchema.from_prepared(data)
+    user = MLPTower([schema.user_id(8), schema.history(8)], dims=[16, 8], dropout=0.1)
+    return TwoTowerModel(user, ItemEmbeddingTower(schema.item_id(8)), temperature=0.1)
+
+
+def _trainer(model: TwoTowerModel, path: Path, n_epoch: int) -> MatchTrainer:
+    return MatchTrainer(
+        model,
+        sampler="uniform",
+        optimizer_params={"lr": 5e-3},
+        n_epoch=n_epoch,
+        earlystop_patience=10,
+        model_path=path,
+        seed=7,
+        verbose=False,
+        sparse_embeddings=True,
+    )
+
+
+def test_rule_and_trainer_use_rowwise_adam(synthetic: PreparedData, tmp_path: Path) -> None:
+    model = _model(synthetic, 0)
+    assert rowwise_param_groups(model) is None  # 120 items, 300 users: below the rule
+    groups = rowwise_param_groups(model, min_rows=2)
+    assert groups is not None and len(groups[0]["params"]) == 2  # user and item tables
+    trainer = _trainer(model, tmp_path, 1)
+    assert isinstance(trainer.optimizer, RowwiseAdam)
+    dense = MatchTrainer(_model(synthetic, 0), model_path=tmp_path / "d", verbose=False)
+    assert type(dense.optimizer) is torch.optim.Adam
+
+
+def test_resume_after_a_kill_equals_unbroken_run(
+    synthetic: PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kill a sparse-optimizer run in the middle of its third epoch; resuming from the
+    checkpoint of epoch 2 (weights, row-wise moments and steps, RNG) gives the unbroken run's
+    weights."""
+    train, val, _ = loaders_from_prepared(synthetic, batch_size=256, seed=2)
+    unbroken = _model(synthetic, 5)
+    _trainer(unbroken, tmp_path / "unbroken", 3).fit(train, val)
+
+    killed = _model(synthetic, 5)
+    trainer = _trainer(killed, tmp_path / "broken", 3)
+    real_step = trainer._step
+    calls = {"n": 0}
+    steps_per_epoch = len(train)
+
+    def dying_step(*args: object) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] > 2 * steps_per_epoch + 1:  # one step into the third epoch
+            raise KeyboardInterrupt("killed")
+        return real_step(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trainer, "_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(train, val)
+    ckpt = load_torch(tmp_path / "broken" / "checkpoint.pt")
+    assert ckpt["epoch"] == 1
+    state = ckpt["optimizer"]["state"]
+    assert state and all("exp_avg" in s for s in state.values())
+
+    resumed = _model(synthetic, 99)  # another init: the weights must come from the checkpoint
+    _trainer(resumed, tmp_path / "broken", 3).fit(train, val, resume=True)
+    for (name, a), b in zip(
+        unbroken.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
