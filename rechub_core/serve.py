@@ -7,6 +7,8 @@ Endpoints (JSON in and out):
   ``{"items": [ITEM_ID, ...], "scores": [...], "k": ..., "run": ...}``, raw ids, best first.
   Items the user has seen (their run history, or the given history) are excluded unless
   ``"exclude_seen": false``.
+  Each answer carries a ``Server-Timing`` header: milliseconds in the ONNX user tower, in the
+  index search and in the whole handler.
 * ``GET /health``: ``{"status": "ok"}`` once the service answers.
 * ``GET /info``: model, run folder, item and user counts, index kind/params, ONNX parity.
 * ``POST /admin/reload`` with ``{"run": PATH}`` (or no body: the same folder again): builds
@@ -227,8 +229,11 @@ def _history_inputs(state: ServingState, history: list[Any]) -> tuple[dict[str, 
     return feeds, codes
 
 
-def recall(state: ServingState, body: Any) -> dict[str, Any]:
-    """Answer one ``POST /recall`` body (already parsed JSON) on ``state``."""
+def recall(
+    state: ServingState, body: Any, timings: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Answer one ``POST /recall`` body (already parsed JSON) on ``state``; ``timings``, when
+    given, receives the seconds spent in the user tower (``onnx``) and the index (``index``)."""
     if not isinstance(body, dict):
         raise ServeError(400, "malformed_body", "the body must be a JSON object")
     unknown_fields = sorted(set(body) - {"user_id", "history", "k", "exclude_seen"})
@@ -260,9 +265,14 @@ def recall(state: ServingState, body: Any) -> dict[str, Any]:
         seen = state.seen_indices[state.seen_indptr[row] : state.seen_indptr[row + 1]]
     else:
         feeds, seen = _history_inputs(state, body["history"])
+    start = time.perf_counter()
     (vector,) = state.session.run(["vector"], feeds)  # (1, D) or (1, K, D)
+    encoded = time.perf_counter()
     exclude = [seen.tolist()] if exclude_seen else None
     ids, scores = state.index.search(np.asarray(vector, dtype=np.float32), k, exclude=exclude)
+    if timings is not None:
+        timings["onnx"] = encoded - start
+        timings["index"] = time.perf_counter() - encoded
     valid = ids[0] > 0
     items = state.encoders["item_id"].inverse(ids[0][valid]).tolist()
     return {
@@ -329,10 +339,17 @@ def make_app(run: str | os.PathLike[str], state: ServingState | None = None) -> 
 
     @app.post("/recall")
     async def post_recall(request: Request) -> JSONResponse:
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
         try:
-            return JSONResponse(recall(holder.state, await body_of(request)))
+            response = JSONResponse(recall(holder.state, await body_of(request), timings))
         except ServeError as exc:
             return error(exc)
+        timings["total"] = time.perf_counter() - start
+        response.headers["Server-Timing"] = ", ".join(
+            f"{name};dur={seconds * 1000:.3f}" for name, seconds in timings.items()
+        )
+        return response
 
     @app.get("/health")
     async def health() -> dict[str, str]:
