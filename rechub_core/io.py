@@ -228,12 +228,10 @@ def _check_creatable(folder: Path, what: str, target: Path) -> None:
             f"{what} {os.fspath(target)!r} is not writable: {os.fspath(base)!r} is a file; "
             "choose another path"
         )
-    try:  # a probe that leaves nothing behind: os.access says yes to root on a read-only mount
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=base)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
+    # access(2), not a probe file: checking must not touch the folder (its mtime included);
+    # it answers EROFS on a read-only mount even for root
+    if not os.access(base, os.W_OK | os.X_OK):
         raise CheckpointError(
-            f"{what} {os.fspath(target)!r} is not writable ({exc.strerror or exc} in "
-            f"{os.fspath(base)!r}); choose a writable path"
-        ) from None
+            f"{what} {os.fspath(target)!r} is not writable (no write permission in "
+            f"{os.fspath(base)!r}, or a read-only file system); choose a writable path"
+        )

@@ -443,14 +443,17 @@ def load_run(path: str | os.PathLike[str]) -> LoadedRun:
     raise CheckpointError(f"{run} was replaced three times while loading it; try again")
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, parse: Any = None) -> Any:
+    """``path``'s JSON, passed through ``parse``; any failure is a CheckpointError naming it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return raw if parse is None else parse(raw)
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; retrain the run") from None
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # unreadable, not JSON, or JSON of the wrong shape
         raise CheckpointError(
-            f"{path} is damaged ({exc}); retrain the run with `rechub train --out {path.parent}`"
+            f"{path} is damaged ({type(exc).__name__}: {exc}); retrain the run with "
+            f"`rechub train --out {path.parent}`"
         ) from None
 
 
@@ -458,16 +461,10 @@ def _load_files(run: Path) -> LoadedRun:
     from rechub_core.config import load_config
 
     cfg = load_config(run / "config.toml")
-    try:
-        schema = DataSchema.from_dict(_read_json(run / "schema.json"))
-        encoders = {k: IdEncoder.from_dict(v) for k, v in _read_json(run / "encoders.json").items()}
-    except CheckpointError:
-        raise
-    except Exception as exc:  # valid JSON of the wrong shape
-        raise CheckpointError(
-            f"{run / 'schema.json'} or {run / 'encoders.json'} is damaged ({exc}); retrain the "
-            f"run with `rechub train --out {run}`"
-        ) from None
+    schema = _read_json(run / "schema.json", DataSchema.from_dict)
+    encoders = _read_json(
+        run / "encoders.json", lambda raw: {k: IdEncoder.from_dict(v) for k, v in raw.items()}
+    )
     spec = get_spec("model", cfg.model.name)
     assert isinstance(spec, ModelSpec)
     model = build_model(spec, schema, dict(cfg.model.params))
