@@ -60,6 +60,20 @@ from rechub_core.samplers import (
 
 log = logging.getLogger("rechub.trainer")
 
+#: seconds between progress lines logged inside an epoch
+PROGRESS_LOG_SECONDS = 30.0
+
+
+def _show_progress_logs() -> None:
+    """``verbose=True`` asks for progress: when the application configured no logging at all,
+    the trainer's INFO lines go to stderr (whether or not it is a terminal) instead of nowhere."""
+    if not log.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("rechub: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 CHECKPOINT = "checkpoint.pt"
 BEST_WEIGHTS = "model.pt"
 #: per-user training sequences ``(U, L + 1)`` in ``PreparedData.train_sequences``
@@ -463,6 +477,7 @@ class MatchTrainer:
         torch.manual_seed(seed + 1)
         self.sampler.on_epoch_start(lambda: self.all_item_vectors(item_loader))
         total, seen, start = 0.0, 0, time.perf_counter()
+        last_log = start  # progress goes to logging too: the bar is invisible without a terminal
         columns = (
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
@@ -495,6 +510,17 @@ class MatchTrainer:
                 seen += n
                 rate = seen / max(time.perf_counter() - start, 1e-9)
                 progress.update(task, advance=1, loss=total / seen, rate=rate)
+                if show and time.perf_counter() - last_log >= PROGRESS_LOG_SECONDS:
+                    last_log = time.perf_counter()
+                    done = int(progress.tasks[0].completed)
+                    log.info(
+                        "epoch %d: %d/%d batches, loss %.4f, %.0f samples/s",
+                        epoch,
+                        done,
+                        len(loader),
+                        total / seen,
+                        rate,
+                    )
         elapsed = time.perf_counter() - start
         if self.dist.enabled:  # the epoch's loss and samples over all ranks
             total, summed = self.dist.all_sum([total, seen])
@@ -538,6 +564,11 @@ class MatchTrainer:
         self.sampler.bind(train_dataloader.n_items, train_dataloader.item_counts)
         start_epoch, bad_epochs, best_state = 0, 0, None
         ckpt_path = self.model_path / CHECKPOINT
+        if self.verbose and self.dist.is_main:
+            _show_progress_logs()
+            log.info(
+                "training up to %d epochs, %d batches each", self.n_epoch, len(train_dataloader)
+            )
         if resume:
             if self.dist.is_main:
                 remove_stale_temp_files(self.model_path)
