@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rechub_core.errors import InputError
-
-NEG_INF = -1e9  # large finite value: -inf would give NaN gradients when a row is fully masked
+from rechub_core.layers import MASK_VALUE  # finite: -inf gives NaN gradients on masked-out rows
 
 
 def _positive(logits: Tensor, target: Tensor) -> Tensor:
@@ -143,7 +142,7 @@ class SoftmaxLoss(CandidateLoss):
         log_q: Tensor | None = None,
     ) -> Tensor:
         keep = _check(logits, target, valid)
-        return F.cross_entropy(logits.masked_fill(~keep, NEG_INF), target)
+        return F.cross_entropy(logits.masked_fill(~keep, MASK_VALUE), target)
 
 
 class SampledSoftmaxLoss(CandidateLoss):
@@ -177,7 +176,7 @@ class SampledSoftmaxLoss(CandidateLoss):
                     "use a sampler that reports probabilities or set logq_correction=False"
                 )
             logits = logits - log_q
-        return F.cross_entropy(logits.masked_fill(~keep, NEG_INF), target)
+        return F.cross_entropy(logits.masked_fill(~keep, MASK_VALUE), target)
 
 
 def shared_negative_logits(

@@ -1,8 +1,8 @@
 """Full-ranking evaluation metrics (vectorised, torch).
 
-Protocol (DESIGN.md §4): every item is scored for every user, row 0 of the item table is padding
-and never ranked, items in the user's history ("seen") are masked, and the rank of the held-out
-target decides the metrics.
+Protocol (``docs/protocol.md``): every item is scored for every user, row 0 of the item table
+is padding and never ranked, items in the user's history ("seen") are masked, and the rank of
+the held-out target decides the metrics.
 
 Definitions, for one user with ``n_relevant`` relevant items and ``hits[r]`` true when the item
 at 0-based rank ``r`` is relevant; every metric is averaged over users:

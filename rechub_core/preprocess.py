@@ -1,6 +1,7 @@
 """Turn interactions into model-ready numpy arrays under rechub's evaluation protocol.
 
-The protocol (DESIGN.md §4), implemented by :func:`prepare`:
+The protocol (``docs/protocol.md``, which also states the history contract), implemented by
+:func:`prepare`:
 
 * users with fewer than ``min_interactions`` interactions are dropped;
 * each user's interactions are ordered by ``(timestamp, raw item id)`` — ties in the timestamp are

@@ -1,5 +1,6 @@
-"""Feature declarations and building blocks: validation, padding-aware pooling, input checks
-and mask helpers, as hypothesis properties where the claim is "for every input"."""
+"""Feature declarations and building blocks: validation, padding-aware pooling, input checks,
+mask helpers, the causal Transformer block and the history contract (rechub_core.history), as
+hypothesis properties where the claim is "for every input"."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ from torch import nn
 
 from rechub_core.errors import InputError
 from rechub_core.features import DenseFeature, SequenceFeature, SparseFeature
+from rechub_core.history import HistoryEncoder, compact, find_history, last_position, restore_layout
 from rechub_core.layers import (
+    MASK_VALUE,
     MLP,
+    CausalSelfAttentionBlock,
     EmbeddingLayer,
     causal_mask,
     gather_last,
     l2_normalize,
     masked_mean,
+    masked_softmax,
+    mlp_params,
     padding_mask,
     pooled_embedding,
 )
@@ -433,3 +439,113 @@ def test_mlp_rejects_bad_arguments():
 def test_mlp_rejects_unknown_activation_even_with_one_layer():
     with pytest.raises(InputError, match="unknown activation 'swishy'"):
         MLP(4, [8], activation="swishy")
+
+
+def test_mlp_params_merges_defaults_and_names_unknown_keys():
+    merged = mlp_params({"dims": [8]}, {"dims": [4], "dropout": 0.1}, "X user_params")
+    assert merged == {"dims": [8], "dropout": 0.1}
+    with pytest.raises(InputError, match=r"X user_params has unknown keys \['dim'\]"):
+        mlp_params({"dim": [8]}, {}, "X user_params")
+
+
+# --- the causal Transformer block ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["default", "xavier"])
+def test_attention_block_is_causal_and_ignores_padding(init: str) -> None:
+    torch.manual_seed(0)
+    block = CausalSelfAttentionBlock(8, 2, 16, dropout=0.0, init=init).eval()
+    x = torch.randn(2, 5, 8)  # (B, L, D)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    allowed = causal_mask(5).unsqueeze(0) & mask.unsqueeze(1)  # (B, L, L)
+    out = block(x, allowed)
+    changed = x.clone()
+    changed[:, 3:] = torch.randn(2, 2, 8)  # later positions, and row 1's padding
+    out2 = block(changed, allowed)
+    assert_close(out2[:, :3], out[:, :3])
+    assert torch.isfinite(block(x, torch.zeros(2, 5, 5, dtype=torch.bool))).all()  # no NaN
+
+
+def test_attention_block_inits_and_arguments():
+    torch.manual_seed(0)
+    default = CausalSelfAttentionBlock(8, 2, 16, 0.1)
+    torch.manual_seed(0)
+    xavier = CausalSelfAttentionBlock(8, 2, 16, 0.1, ffn_dropout=False, init="xavier")
+    assert list(default.state_dict()) == list(xavier.state_dict())  # one layout, two inits
+    assert not torch.equal(default.qkv.weight, xavier.qkv.weight)
+    assert torch.count_nonzero(xavier.qkv.bias) == 0
+    assert default.ffn[2].p == 0.1 and xavier.ffn[2].p == 0.0
+    with pytest.raises(InputError, match="SASRec: num_heads=3 must divide embed_dim=8"):
+        CausalSelfAttentionBlock(8, 3, 16, 0.1, where="SASRec")
+    with pytest.raises(InputError, match="init must be"):
+        CausalSelfAttentionBlock(8, 2, 16, 0.1, init="kaiming")
+
+
+def test_masked_softmax_uses_the_one_mask_value():
+    logits = torch.tensor([[1.0, 2.0, 3.0]])
+    out = masked_softmax(logits, torch.tensor([[True, False, True]]), dim=-1)
+    assert out[0, 1] == 0 and torch.isclose(out.sum(), torch.tensor(1.0))
+    nothing = masked_softmax(logits, torch.zeros(1, 3, dtype=torch.bool), dim=-1)
+    assert_close(nothing, torch.full((1, 3), 1 / 3))  # uniform, not NaN
+    assert MASK_VALUE == -1e9
+
+
+# --- the history contract (rechub_core.history) --------------------------------------------------
+
+
+def compact_by_loop(seq: torch.Tensor, max_len: int | None) -> torch.Tensor:
+    """The contract written plainly: each row's real ids in order, the newest max_len kept,
+    then zeros; width min(L, max_len)."""
+    width = seq.shape[1] if max_len is None else min(seq.shape[1], max_len)
+    out = torch.zeros(seq.shape[0], width, dtype=seq.dtype)
+    for b, row in enumerate(seq.tolist()):
+        real = [v for v in row if v != 0]
+        kept = real if max_len is None else real[len(real) - min(len(real), max_len) :]
+        out[b, : len(kept)] = torch.tensor(kept, dtype=seq.dtype)
+    return out
+
+
+histories = st.lists(
+    st.lists(st.integers(0, 5), min_size=1, max_size=9), min_size=1, max_size=4
+).map(lambda rows: [r + [0] * (9 - len(r)) for r in rows])
+
+
+@FAST
+@given(rows=histories, max_len=st.one_of(st.none(), st.integers(1, 12)))
+def test_compact_keeps_the_newest_real_ids_in_order(rows, max_len):
+    seq = torch.tensor(rows)
+    ids, dest = compact(seq, max_len)
+    assert torch.equal(ids, compact_by_loop(seq, max_len))
+    # dest sends each kept id to its column, so restore_layout brings per-position values back
+    back = restore_layout(ids.unsqueeze(-1).float(), dest).squeeze(-1)  # (B, L)
+    kept = (seq != 0) & (back == seq.float())
+    assert torch.equal(back[kept], seq[kept].float())
+    assert torch.equal(last_position(ids != 0), ((ids != 0).sum(dim=1) - 1).clamp(min=0))
+
+
+def test_find_history_names_the_problem():
+    hist = SequenceFeature("hist", 10, 4, pooling=None)
+    pooled = SequenceFeature("tags", 10, 4, pooling="mean")
+    assert find_history([pooled, hist], "M") is hist
+    with pytest.raises(InputError, match="M needs exactly one SequenceFeature with pooling=None"):
+        find_history([pooled], "M")
+    with pytest.raises(InputError, match="found hist, hist2"):
+        find_history([hist, SequenceFeature("hist2", 10, 4, pooling=None)], "M")
+
+
+def test_history_encoder_reads_any_layout_as_the_newest_items():
+    hist = SequenceFeature("hist", 10, 4, pooling=None)
+    encoder = HistoryEncoder([hist], max_len=2)
+    assert encoder.output_dim == 4 and encoder.history_name == "hist"
+    embedding = EmbeddingLayer([hist])
+    left = {"hist": torch.tensor([[0, 0, 3, 4, 5]])}
+    right = {"hist": torch.tensor([[3, 4, 5, 0, 0]])}
+    (emb_l, mask_l, _), (emb_r, mask_r, _) = (
+        encoder.read_history(left, embedding),
+        encoder.read_history(right, embedding),
+    )
+    assert_close(emb_l, emb_r)
+    assert torch.equal(mask_l, torch.tensor([[True, True]])) and torch.equal(mask_l, mask_r)
+    assert_close(emb_l[0], embedding.table("hist").weight[[4, 5]])  # the newest two
+    with pytest.raises(InputError, match="embed_dim must be an int >= 1"):
+        HistoryEncoder([hist], embed_dim=0)
