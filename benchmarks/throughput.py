@@ -103,7 +103,7 @@ def our_model(name: str, data: Any) -> tuple[Any, dict[str, Any]]:
         model = SASRec(
             [SequenceFeature("hist_item_id", n_items, 32, pooling=None, shared_with="item_id")],
             [SparseFeature("item_id", n_items, 32)],
-            embedding_dim=32,
+            embed_dim=32,
             num_heads=1,
             num_layers=2,
             hidden_size=32,
