@@ -282,6 +282,11 @@ def _check_shapes(ctx: _Context) -> None:
             if u.dim() == 3
             else "return one row per user: (B, D), or (B, K, D) with multi_interest = True"
         )
+        if u.dim() == 3 and u.shape[1] == 1 and not model.multi_interest:
+            hint = (  # one interest with a leftover axis, e.g. from attention over (B, 1, L)
+                "squeeze the interest axis (return vectors.squeeze(1), shape (B, D)); only if "
+                "the model really has K interests, set multi_interest = True"
+            )
         raise CheckFailed(
             f"encode_user on a batch of {USER_ROWS} users returned {tuple(u.shape)}, expected "
             f"{expected_user} (multi_interest={model.multi_interest})",

@@ -134,7 +134,7 @@ def test_a_correct_toy_model_passes_every_check() -> None:
 @pytest.mark.parametrize(
     ("bug", "check", "problem", "fix"),
     [
-        ("flat", "shapes", "returned (5, 1, 8), expected (B, D)", "multi_interest = True"),
+        ("flat", "shapes", "returned (5, 1, 8), expected (B, D)", "squeeze the interest axis"),
         ("last_column", "padding", "appending 3 padding ids (0)", "mask padding positions"),
         ("assumes_right", "padding", "prepending 3 padding ids (0)", "rechub_core.history"),
         (
