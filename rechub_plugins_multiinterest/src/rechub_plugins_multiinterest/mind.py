@@ -49,6 +49,8 @@ class MINDEncoder(MultiInterestEncoder):
     """
 
     model_name = "MIND"
+    routing_freq: Tensor  # (K,) buffer
+    routing_phase: Tensor  # (K,) buffer
 
     @renamed_keywords(user_features="features", embedding_dim="embed_dim")
     def __init__(
@@ -187,7 +189,10 @@ class MIND(MultiInterestModel):
     @classmethod
     def from_schema(cls, schema: DataSchema, embed_dim: int = 64, **params: Any) -> MIND:
         """History (shared with the item id) and profile features; the item id."""
-        user = [schema.history(embed_dim, pooling=None), *schema.user_profile(embed_dim)]
+        user: list[Feature] = [
+            schema.history(embed_dim, pooling=None),
+            *schema.user_profile(embed_dim),
+        ]
         return cls(user, [schema.item_id(embed_dim)], **params)
 
 

@@ -65,7 +65,7 @@ class YoutubeDNN(TwoTowerModel):
     @classmethod
     def from_schema(cls, schema: DataSchema, embed_dim: int = 64, **params: Any) -> YoutubeDNN:
         """User tower over user id, profile and the mean-pooled history."""
-        user = [
+        user: list[Feature] = [
             schema.user_id(embed_dim),
             *schema.user_profile(embed_dim),
             schema.history(embed_dim),

@@ -61,7 +61,7 @@ class YoutubeSBC(TwoTowerModel):
     @classmethod
     def from_schema(cls, schema: DataSchema, embed_dim: int = 32, **params: Any) -> YoutubeSBC:
         """Towers over user id, profile and pooled history vs. item id and side features."""
-        user = [
+        user: list[Feature] = [
             schema.user_id(embed_dim),
             *schema.user_profile(embed_dim),
             schema.history(embed_dim),
