@@ -95,6 +95,8 @@ def test_readme_tour_runs_in_a_fresh_folder(tmp_path, monkeypatch):
             argv = [*argv, "--epochs", "1"]
         result = runner.invoke(app, argv)
         assert result.exit_code == 0, f"rechub {' '.join(argv)}:\n{result.output}"
+        if argv[0] == "export":  # the README: "checked with onnxruntime"
+            assert result.output.count("onnxruntime vs PyTorch") == 2, result.output
         for name in expected_files(argv):
             assert (work / name).is_file(), f"rechub {' '.join(argv)} did not write {name}"
     evaluate = runner.invoke(app, ["evaluate", "runs/dssm"])

@@ -10,6 +10,26 @@ from rechub_core.cli import _common
 from rechub_core.cli._common import METRIC_KEYS, _fail, _metrics_table
 from rechub_core.errors import RechubError
 
+#: the largest ONNX-vs-PyTorch difference accepted (MatchTrainer.export_onnx's tolerance)
+ONNX_TOLERANCE = 1e-4
+
+
+def _parity_line(model: Any, path: Path, side: str, example: Any) -> str:
+    """Check the exported tower with onnxruntime against PyTorch and say what was checked."""
+    from rechub_core.export import onnx_max_abs_diff
+
+    diff = onnx_max_abs_diff(model, path, side, example)
+    if not diff < ONNX_TOLERANCE:
+        raise RechubError(
+            f"the ONNX {side} tower {path} differs from PyTorch by {diff:.2e} (max abs, "
+            f"onnxruntime), over {ONNX_TOLERANCE:.0e}; report it with the model name"
+        )
+    rows = len(next(iter(example.values())))
+    return (
+        f"{side} tower: {path}\n  onnxruntime vs PyTorch on {rows} rows: max abs diff "
+        f"{diff:.1e} (< {ONNX_TOLERANCE:.0e})"
+    )
+
 
 def register(app: typer.Typer) -> None:
     """Add the run-folder commands to ``app``."""
@@ -47,10 +67,11 @@ def register(app: typer.Typer) -> None:
                 loaded = load_run(run)
                 trainer = loaded.trainer()
                 for side in ("user", "item"):
+                    example = loaded.example(side)
                     path = trainer.export_onnx(
-                        target / f"{side}_tower.onnx", mode=side, example=loaded.example(side)
+                        target / f"{side}_tower.onnx", mode=side, example=example, verify=False
                     )
-                    _common.console.print(f"{side} tower: {path}")
+                    _common.console.print(_parity_line(trainer.model, path, side, example))
         except RechubError as exc:
             _fail(exc)
 
