@@ -204,3 +204,14 @@ def test_swap_under_concurrent_requests_drops_nothing(server: str, runs: tuple[P
     assert httpx.get(f"{server}/info").json()["run"] == str(run_b)  # the failed reload kept B
     back = httpx.post(f"{server}/admin/reload", json={"run": str(run_a)})
     assert back.status_code == 200 and httpx.get(f"{server}/info").json()["run"] == str(run_a)
+
+
+def test_evaluate_through_the_exact_index_matches_the_full_ranking(runs) -> None:
+    from rechub_core.index.evaluate import index_metrics
+
+    loaded = load_run(runs[0])
+    exact = loaded.trainer().evaluate(loaded.user_loader())
+    through = index_metrics(loaded)
+    assert through.keys() == exact.keys()
+    for key, value in exact.items():
+        assert through[key] == pytest.approx(value, abs=1e-6), key

@@ -35,13 +35,27 @@ def register(app: typer.Typer) -> None:
     """Add the run-folder commands to ``app``."""
 
     @app.command()
-    def evaluate(run: Annotated[Path, typer.Argument(help="Run folder.")]) -> None:
+    def evaluate(
+        run: Annotated[Path, typer.Argument(help="Run folder.")],
+        through_index: Annotated[
+            bool,
+            typer.Option(
+                help="Retrieve through the run's item index (what recall and serve return; "
+                "approximate indexes lose some recall) instead of the exact full ranking."
+            ),
+        ] = False,
+    ) -> None:
         """Recompute test metrics of a run folder."""
         from rechub_core.runs import load_run
 
         try:
             loaded = load_run(run)
-            metrics = loaded.trainer().evaluate(loaded.user_loader())
+            if through_index:
+                from rechub_core.index.evaluate import index_metrics
+
+                metrics = index_metrics(loaded)
+            else:
+                metrics = loaded.trainer().evaluate(loaded.user_loader())
         except RechubError as exc:
             _fail(exc)
             return
