@@ -295,7 +295,7 @@ def check_index(
     if unknown:
         raise RechubError(f"unknown index check(s) {unknown}; the checks are {INDEX_CHECKS}")
     name, factory = _resolve(index)
-    label = name or getattr(factory, "__qualname__", type(factory).__name__)
+    label = name or str(getattr(factory, "__qualname__", type(factory).__name__))
     if params:
         label += f"({', '.join(f'{k}={v!r}' for k, v in params.items())})"
     results: list[CheckResult] = []
