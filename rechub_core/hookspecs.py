@@ -58,7 +58,13 @@ def rechub_register_samplers() -> Iterable[SamplerSpec]:
 
 @hookspec
 def rechub_register_indexes() -> Iterable[IndexSpec]:
-    """Return the item indexes (exact, approximate) it provides."""
+    """Return the item indexes (exact, approximate) it provides.
+
+    Each :class:`~rechub_core.specs.IndexSpec`'s factory builds a subclass of
+    :class:`rechub_core.index.Index` whose ``saved_kind`` is the spec's name, so that a run's
+    saved index is read back by ``IndexSpec.load`` (its ``loader``, default the class's
+    ``load``); check one with :func:`rechub_core.testing.check_index`.
+    """
     raise NotImplementedError
 
 
