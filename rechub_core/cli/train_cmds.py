@@ -114,14 +114,14 @@ DEMO_SECONDS_PER_EPOCH = 2.6
 
 def _demo_expectation(name: str, epochs: int) -> str:
     """What the demo is about to do, how long that should take and on how many threads."""
-    import torch
+    from rechub_core.threads import pick_threads
 
-    threads = torch.get_num_threads()
+    threads, reason = pick_threads()  # the rule train uses for threads="auto"
     expected = DEMO_SECONDS_PER_EPOCH * epochs
     other = "" if name.lower() == "sasrec" else " for SASRec; other models differ"
     return (
         f"demo: training {name} on synthetic data for {epochs} epochs with {threads} "
-        f"thread(s) (torch.get_num_threads(); set OMP_NUM_THREADS to change); expected about "
+        f"thread(s) ({reason}; set OMP_NUM_THREADS to choose); expected about "
         f"{expected:.0f} s on an idle 2-core CPU{other}, longer when other jobs share the CPU"
     )
 
