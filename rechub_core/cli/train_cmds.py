@@ -293,7 +293,7 @@ def register(app: typer.Typer) -> None:
                 data=DataConfig(source="synthetic"),
                 train=TrainConfig(epochs=epochs or DEMO_EPOCHS),
             )
-            _common.console.print(_demo_expectation(name, cfg.train.epochs), highlight=False)
+            _common.console.print(_demo_expectation(name, epochs or DEMO_EPOCHS), highlight=False)
             start = time.perf_counter()
             result = train_run(cfg, out, verbose=True)
             seconds = time.perf_counter() - start
