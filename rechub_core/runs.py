@@ -265,12 +265,21 @@ def train_run(
     torch.manual_seed(cfg.train.seed)
     model = build_model(spec, DataSchema.from_prepared(data), dict(cfg.model.params))
     with contextlib.ExitStack() as stack:
+        error = ""
         if ctx.is_main:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(run_folder.RunLock(target))
-            run_folder.check_target(target, force)  # again: another writer may have won
-            run_folder.prepare_staging(target, resume)
-        ctx.barrier()
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(run_folder.RunLock(target))
+                run_folder.check_target(target, force)  # again: another writer may have won
+                run_folder.prepare_staging(target, resume)
+            except CheckpointError as exc:
+                if not ctx.enabled:
+                    raise
+                error = str(exc)
+        if ctx.enabled:  # the other ranks wait for the staging folder, or stop with rank 0
+            error = ctx.broadcast_object(error)
+            if error:
+                raise CheckpointError(error)
         staging = run_folder.staging_path(target)
         result = _train_into(cfg, spec, data, model, staging, verbose, resume)
         if ctx.is_main:

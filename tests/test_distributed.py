@@ -7,6 +7,7 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -174,21 +175,28 @@ def test_two_processes_train_like_one_with_the_global_batch(tmp_path: Path) -> N
 def test_train_nproc_launches_torchrun_with_the_run_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``rechub train --nproc 2`` writes the config into the run folder and hands torchrun
-    ``train CONFIG --out OUT``; a failed launch is a clear error."""
+    """``rechub train --nproc 2`` checks the config, writes it to a temporary file beside the
+    run folder (never into it: the ranks write through OUT.staging and commit) and hands
+    torchrun ``train CONFIG --out OUT``; a failed launch is a clear error."""
     from typer.testing import CliRunner
 
     from rechub_core.cli import make_app
     from rechub_core.config import load_config
 
-    calls: list[tuple[int, list[str]]] = []
-    monkeypatch.setattr(distributed, "launch", lambda n, args: calls.append((n, args)) or 0)
+    calls: list[tuple[int, list[str], Any]] = []
+    monkeypatch.setattr(
+        distributed,
+        "launch",
+        lambda n, args: calls.append((n, args, load_config(args[1]))) or 0,
+    )
     out = tmp_path / "run"
     args = ["train", "--model", "YoutubeSBC", "--epochs", "2", "--gather-negatives"]
     result = CliRunner().invoke(make_app(), [*args, "--nproc", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert calls == [(2, ["train", str(out / "config.toml"), "--out", str(out)])]
-    cfg = load_config(out / "config.toml")
+    [(n, launched, cfg)] = calls
+    assert n == 2 and launched == ["train", launched[1], "--out", str(out)]
+    assert Path(launched[1]).parent == tmp_path and not Path(launched[1]).exists()
+    assert not out.exists(), "the launcher writes nothing into the run folder"
     assert cfg.model.name == "YoutubeSBC" and cfg.train.gather_negatives and cfg.train.epochs == 2
     monkeypatch.setattr(distributed, "launch", lambda n, args: 1)
     failed = CliRunner().invoke(make_app(), [*args, "--nproc", "2", "--out", str(out)])

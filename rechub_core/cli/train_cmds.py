@@ -86,10 +86,14 @@ def _launch_workers(
     from rechub_core.checks import check_run_config
     from rechub_core.config import save_config
     from rechub_core.io import check_output_dir
+    from rechub_core.run_folder import RunLock, check_target
 
     check_run_config(cfg)
     check_output_dir(out, "run folder --out")
+    check_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):  # another writer now: say so here, not from inside two ranks
+        pass
     config_path = out.with_name(f".{out.name}.launch-{os.getpid()}.toml")
     save_config(cfg, config_path)
     args = ["train", str(config_path), "--out", str(out)]
