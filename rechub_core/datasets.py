@@ -91,11 +91,14 @@ def default_data_dir() -> Path:
 
 def find_movielens_100k(base: str | os.PathLike[str] | None = None) -> Path | None:
     """The folder holding MovieLens-100K's ``u.data`` under ``base`` (or ``base/ml-100k``);
-    ``base`` defaults to :func:`default_data_dir`. None when absent."""
-    root = Path(base) if base is not None else default_data_dir()
-    for cand in (root, root / "ml-100k"):
-        if (cand / "u.data").is_file():
-            return cand
+    without ``base``: under :func:`default_data_dir`, else in the download cache
+    (:func:`default_cache_dir`, where ``rechub data fetch movielens-100k`` puts it). None when
+    absent."""
+    roots = [Path(base)] if base is not None else [default_data_dir(), default_cache_dir()]
+    for root in roots:
+        for cand in (root, root / "ml-100k"):
+            if (cand / "u.data").is_file():
+                return cand
     return None
 
 

@@ -22,7 +22,8 @@ def ml100k() -> PreparedData:
     if folder is None:
         pytest.skip(
             "MovieLens-100K not found: set RECHUB_DATA_DIR to the folder holding ml-100k/ "
-            "(default ../shared/data next to the repository)"
+            "(default ../shared/data next to the repository), or fetch it into the cache "
+            "with `rechub data fetch movielens-100k`"
         )
     return prepare(load_movielens_100k(folder), max_len=50, min_interactions=5)
 
