@@ -10,7 +10,11 @@ from collections.abc import Iterator
 
 from rechub_core.hookspecs import hookimpl
 from rechub_core.specs import EncoderSpec, ModelSpec, TrainDefaults
-from rechub_plugin_template.model import AttentionPool, AttentionPoolEncoder
+
+# Factories are lazy "module:attr" strings (RENAME the module with the package): rechub imports
+# the model module only when the model is built, so `rechub --help` and `rechub list-plugins`
+# stay fast (no torch import) however many plugins are installed.
+MODEL_MODULE = "rechub_plugin_template.model"
 
 #: how `rechub train --model AttentionPool` trains it: list-wise, a full softmax over the
 #: catalogue (fine for catalogues up to ~100k items; use "in_batch" + "sampled_softmax" above)
@@ -22,10 +26,10 @@ def rechub_register_models() -> Iterator[ModelSpec]:
     # RENAME: the model name users pass to `rechub train --model`
     yield ModelSpec(
         name="AttentionPool",
-        factory=AttentionPool,
-        from_schema=AttentionPool.from_schema,
+        factory=f"{MODEL_MODULE}:AttentionPool",
+        from_schema=f"{MODEL_MODULE}:AttentionPool.from_schema",
         family="template",
-        modes=AttentionPool.supported_modes,
+        modes=(0, 1, 2),  # AttentionPool.supported_modes, written out: nothing is imported here
         description="attention-pooled history vs. item id embedding",
         train_defaults=TRAIN_DEFAULTS,
     )
@@ -36,6 +40,6 @@ def rechub_register_encoders() -> Iterator[EncoderSpec]:
     # RENAME: the encoder name for create("encoder", ...)
     yield EncoderSpec(
         name="attention_pool",
-        factory=AttentionPoolEncoder,
+        factory=f"{MODEL_MODULE}:AttentionPoolEncoder",
         description="attention-weighted mean of the history",
     )
