@@ -92,3 +92,14 @@ def test_data_fetch_then_path(mirror, tmp_path):
 def test_unknown_data_set_lists_the_known_ones(mirror):
     result = CliRunner().invoke(make_app(), ["data", "fetch", "ml-1m"])
     assert result.exit_code == 1 and "knows: movielens-100k" in result.output
+
+
+def test_train_without_the_data_names_the_fix_and_writes_nothing(mirror, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = ["train", "--model", "DSSM", "--data", "movielens-100k", "--out", "runs/dssm"]
+    result = CliRunner().invoke(make_app(), argv)
+    assert result.exit_code == 1
+    assert "rechub data fetch movielens-100k" in " ".join(result.output.split())
+    assert list(work.iterdir()) == []  # no run folder, no staging folder, no lock
