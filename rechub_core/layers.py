@@ -93,8 +93,15 @@ class _PooledEmbedding(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, weight: Tensor, seq: Tensor, real: Tensor, lengths: Tensor, scale: Tensor
+        ctx: Any,
+        weight: Tensor,
+        seq: Tensor,
+        real: Tensor,
+        lengths: Tensor,
+        scale: Tensor,
+        sparse: bool = False,
     ) -> Tensor:
+        ctx.sparse = sparse
         n_pad = (seq.shape[1] - lengths).to(weight.dtype)  # (B, 1)
         rows = weight.index_select(0, seq.reshape(-1)).view(*seq.shape, weight.shape[1])
         total = rows.sum(dim=1) - n_pad * weight[0]  # (B, D): padding rows taken back out
@@ -103,24 +110,33 @@ class _PooledEmbedding(torch.autograd.Function):
         return total * scale
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None, None]:
         seq, real, lengths, scale = ctx.saved_tensors
         per_row = grad * scale  # (B, D)
+        if ctx.sparse:  # a sparse (COO) gradient of the touched rows: no (V, D) allocation
+            values = per_row.repeat_interleave(lengths.view(-1), dim=0)  # (nnz, D)
+            size = (ctx.n_rows, grad.shape[1])
+            index = seq[real].unsqueeze(0)  # (1, nnz): valid by construction, so unchecked
+            coo = torch.sparse_coo_tensor(index, values, size, check_invariants=False)
+            return coo, *(None,) * 5
         grad_weight = grad.new_zeros((ctx.n_rows, grad.shape[1]))  # (V, D); padding row 0 stays 0
         # index_put_ with accumulate: ~3x faster on CPU than index_add_ (a scatter there)
         grad_weight.index_put_(
             (seq[real],), per_row.repeat_interleave(lengths.view(-1), dim=0), accumulate=True
         )
-        return grad_weight, None, None, None, None
+        return grad_weight, None, None, None, None, None
 
 
-def pooled_embedding(weight: Tensor, seq: Tensor, mean: bool = True) -> Tensor:
+def pooled_embedding(
+    weight: Tensor, seq: Tensor, mean: bool = True, sparse: bool = False
+) -> Tensor:
     """Mean (or sum) of the embedding rows of each row's real ids.
 
     Args:
         weight: ``(V, D)`` embedding table; row 0 is padding.
         seq: ``(B, L)`` int ids, 0 = padding (left or right).
         mean: divide by the number of real ids (a row of padding only gives zeros).
+        sparse: give ``weight`` a sparse COO gradient (as ``nn.Embedding(sparse=True)``).
     Returns:
         ``(B, D)``: the same values as ``masked_mean(embedding(seq), seq != 0)`` (or the masked
         sum), and the same gradient as an ``nn.Embedding(padding_idx=0)`` lookup (none to row
@@ -134,7 +150,7 @@ def pooled_embedding(weight: Tensor, seq: Tensor, mean: bool = True) -> Tensor:
     else:
         scale = torch.ones_like(lengths, dtype=weight.dtype)
     scale = scale * (lengths > 0)  # an all-padding row gives zeros even if row 0 is not zero
-    out: Tensor = _PooledEmbedding.apply(weight, seq, real, lengths, scale)
+    out: Tensor = _PooledEmbedding.apply(weight, seq, real, lengths, scale, sparse)
     return out
 
 
@@ -416,7 +432,8 @@ class EmbeddingLayer(nn.Module):
         :func:`pooled_embedding` (eager only: traced and exported graphs take the
         :meth:`sequence` path, whose values are the same)."""
         seq = self._sequence_ids(x, name)  # (B, L)
-        return pooled_embedding(self.table(name).weight, seq, mean=mode == "mean")
+        table = self.table(name)
+        return pooled_embedding(table.weight, seq, mean=mode == "mean", sparse=table.sparse)
 
     def embed(self, x: Mapping[str, Tensor], name: str) -> Tensor:
         """One feature's representation: ``(B, D)``, ``(B, d)`` or pooled sequence."""

@@ -7,7 +7,10 @@ whose gradient is non-zero (the rows the batch read), like ``torch.optim.SparseA
 Adam") but from the dense gradients the model's embedding layers produce, so no layer has to
 emit sparse gradients, DDP's all-reduce works unchanged, and the state is an ordinary
 optimizer state (``exp_avg``, ``exp_avg_sq``, ``step``) that checkpoints and resumes.
-Other parameters get the standard Adam update.
+Other parameters get the standard Adam update. In one process the large tables also switch to
+sparse gradients (:func:`use_sparse_gradients`), so no step allocates a dense ``(rows, D)``
+gradient either (at 1M x 64 that allocation alone cost ~1 s a step); under DDP they keep dense
+gradients, which the all-reduce needs, and only the optimizer is row-wise.
 
 On a row's first update both match Adam exactly; afterwards a row is only decayed when it is
 touched (an untouched row keeps its weights and moments), which is the lazy-Adam semantics
@@ -30,7 +33,7 @@ from torch import Tensor, nn
 from rechub_core.errors import InputError
 
 #: embedding tables with at least this many rows are updated row-wise by default
-SPARSE_MIN_ROWS = 100_000
+SPARSE_MIN_ROWS = 50_000
 
 
 class RowwiseAdam(torch.optim.Optimizer):
@@ -80,8 +83,8 @@ class RowwiseAdam(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 grad = p.grad
-                if grad.is_sparse:
-                    raise InputError("RowwiseAdam takes dense gradients; use SparseAdam")
+                if grad.is_sparse and not group["rowwise"]:
+                    raise InputError("sparse gradients need a rowwise=True param group")
                 state = self.state[p]
                 if not state:
                     state["step"] = torch.zeros((), dtype=torch.float64)
@@ -92,10 +95,14 @@ class RowwiseAdam(torch.optim.Optimizer):
                 step_size = group["lr"] / (1 - beta1**t)
                 bias2 = math.sqrt(1 - beta2**t)
                 if group["rowwise"]:
-                    rows = torch.linalg.vector_norm(grad, dim=1).nonzero().squeeze(1)  # (R,)
+                    if grad.is_sparse:  # rows the batch read (nn.Embedding(sparse=True))
+                        grad = grad.coalesce()
+                        rows, g = grad.indices()[0], grad.values()  # (R,), (R, D)
+                    else:  # the rows with a non-zero dense gradient
+                        rows = torch.linalg.vector_norm(grad, dim=1).nonzero().squeeze(1)
+                        g = grad.index_select(0, rows)  # (R, D)
                     if rows.numel() == 0:
                         continue
-                    g = grad.index_select(0, rows)  # (R, D)
                     w = p.index_select(0, rows)
                     m = state["exp_avg"].index_select(0, rows)
                     v = state["exp_avg_sq"].index_select(0, rows)
@@ -127,6 +134,19 @@ def large_tables(model: nn.Module, min_rows: int = SPARSE_MIN_ROWS) -> list[Tens
             seen.add(id(weight))
             out.append(weight)
     return out
+
+
+def use_sparse_gradients(model: nn.Module, min_rows: int = SPARSE_MIN_ROWS) -> int:
+    """Switch the model's ``nn.Embedding`` tables with at least ``min_rows`` rows to sparse
+    gradients (``sparse=True``: the backward builds a COO gradient of the rows read, never a
+    dense ``(rows, D)`` one; the pooled history lookup honours the flag too). Returns how many
+    tables were switched. Not under DDP, whose all-reduce wants dense gradients."""
+    n = 0
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) and module.num_embeddings >= min_rows:
+            module.sparse = True
+            n += 1
+    return n
 
 
 def rowwise_param_groups(

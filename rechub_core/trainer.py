@@ -144,7 +144,7 @@ class MatchTrainer:
         sparse_embeddings: update embedding tables row-wise (only the rows a batch touched,
             :class:`~rechub_core.optim.RowwiseAdam`) instead of densely: True for every table,
             False never, None (default) by the rule: tables with at least
-            ``rechub_core.optim.SPARSE_MIN_ROWS`` (100,000) rows. Only with the default
+            ``rechub_core.optim.SPARSE_MIN_ROWS`` (50,000) rows. Only with the default
             ``optimizer_fn`` (Adam).
 
     Data-parallel training: start the script (or ``rechub train``) with ``torchrun``; the
@@ -211,11 +211,14 @@ class MatchTrainer:
         params = {"lr": 1e-3, "weight_decay": 0.0, **(optimizer_params or {})}
         groups = None
         if sparse_embeddings is not False and optimizer_fn is torch.optim.Adam:
-            from rechub_core.optim import RowwiseAdam, rowwise_param_groups
+            from rechub_core.optim import RowwiseAdam, rowwise_param_groups, use_sparse_gradients
 
-            groups = rowwise_param_groups(self.model, 1 if sparse_embeddings else SPARSE_MIN_ROWS)
+            min_rows = 1 if sparse_embeddings else SPARSE_MIN_ROWS
+            groups = rowwise_param_groups(self.model, min_rows)
             if groups is not None:
                 optimizer_fn = RowwiseAdam
+                if not self.dist.enabled:  # DDP all-reduces dense gradients: keep them there
+                    use_sparse_gradients(self.model, min_rows)
                 log.info(
                     "optimizer: row-wise lazy Adam on %d embedding table(s)",
                     len(groups[0]["params"]),
