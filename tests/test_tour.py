@@ -2,8 +2,9 @@
 ``../shared`` data, MovieLens-100K fetched from a local archive standing in for GroupLens'
 (``RECHUB_ML100K_URL`` + ``RECHUB_ML100K_MD5``, the documented mirror settings).
 
-Each command must exit 0 and leave the files it names. Training is cut to one epoch
-(``--epochs 1``) so the test stays fast; everything else is the README's text verbatim.
+Each command must exit 0 and leave the files it names; ``rechub serve`` (which never exits)
+must answer ``GET /health``. Training is cut to one epoch (``--epochs 1``) and the server takes
+a free port, so the test stays fast and isolated; everything else is the README's text.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -71,6 +77,39 @@ def expected_files(argv: list[str]) -> list[str]:
     return []
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_answers_health(argv: list[str], work: Path) -> None:
+    """Run the tour's ``rechub serve`` (on a free port) as a process until GET /health
+    answers 200, then stop it; fail with its output if it exits or never answers."""
+    port = free_port()
+    argv = [*argv[: argv.index("--port")], "--port", str(port)] if "--port" in argv else argv
+    rechub = Path(sys.executable).parent / "rechub"
+    proc = subprocess.Popen(
+        [str(rechub), *argv], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                pytest.fail(f"rechub {' '.join(argv)} exited {proc.returncode}:\n{out}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    return
+            except OSError:
+                time.sleep(0.5)
+        pytest.fail(f"rechub {' '.join(argv)}: /health did not answer within 120 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_readme_tour_lists_the_data_step_and_every_run_command():
     names = [argv[0] for argv in tour_commands()]
     assert names.index("data") < names.index("train") < names.index("evaluate")
@@ -93,6 +132,9 @@ def test_readme_tour_runs_in_a_fresh_folder(tmp_path, monkeypatch):
     for argv in steps:
         if argv[0] == "train":
             argv = [*argv, "--epochs", "1"]
+        if argv[0] == "serve":  # a server never exits: start it, ask /health, stop it
+            serve_answers_health(argv, work)
+            continue
         result = runner.invoke(app, argv)
         assert result.exit_code == 0, f"rechub {' '.join(argv)}:\n{result.output}"
         if argv[0] == "export":  # the README: "checked with onnxruntime"
