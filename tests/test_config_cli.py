@@ -179,7 +179,9 @@ def test_list_plugins_json_has_the_same_plugins(runner: CliRunner):
 def test_list_plugins_all_adds_builtins(runner: CliRunner, monkeypatch):
     monkeypatch.setenv(plugins.ENV_PLUGINS, "dssm")
     app = make_app()
-    rows = json.loads(runner.invoke(app, ["list-plugins", "--all", "--json"]).output)
+    listed = runner.invoke(app, ["list-plugins", "--all", "--json"])
+    rows = json.loads(listed.stdout)  # what RECHUB_PLUGINS left out is a note on stderr
+    assert "RECHUB_PLUGINS=dssm left out" in listed.stderr
     assert [r["name"] for r in rows] == [plugins.BUILTIN_PLUGIN_NAME, "dssm"]
     core = rows[0]
     assert core["builtin"] is True
@@ -197,8 +199,11 @@ def test_list_plugins_when_none_load(runner: CliRunner, monkeypatch):
     app = make_app()
     result = runner.invoke(app, ["list-plugins"])
     assert result.exit_code == 0
-    assert result.output == "No plugins installed.\n"
-    assert json.loads(runner.invoke(app, ["list-plugins", "--json"]).output) == []
+    said = " ".join(result.output.split())
+    # installed but switched off: say so, and how to switch them on (not "No plugins installed.")
+    assert said.startswith("No plugins loaded. note: RECHUB_DISABLE_PLUGIN_AUTOLOAD is set")
+    assert "unset it to load them" in said
+    assert json.loads(runner.invoke(app, ["list-plugins", "--json"]).stdout) == []
 
 
 def test_list_components_loss(runner: CliRunner, monkeypatch):
