@@ -79,6 +79,9 @@ class BatchLoader:
         targets: ``(N,)`` the held-out item of each row (evaluation loaders).
         seen_indptr, seen_indices: CSR of items each row already interacted with (excluded
             from ranking).
+        sequences: per-user training sequences (models trained on every position).
+        length_buckets: when shuffling, batches are formed from runs of this many batches
+            sorted by sequence length (0: plain shuffling).
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class BatchLoader:
         seen_indptr: Any = None,
         seen_indices: Any = None,
         sequences: Mapping[str, Any] | None = None,
+        length_buckets: int = 0,
     ) -> None:
         if batch_size <= 0:
             raise InputError(f"batch_size must be positive, got {batch_size}")
@@ -119,6 +123,9 @@ class BatchLoader:
         )
         #: optional per-user full training sequences (for models trained on every position)
         self.sequences = to_tensor_dict(sequences) if sequences is not None else None
+        #: shuffled loaders: sort each run of ``length_buckets`` batches by sequence length
+        #: (0: off), see :meth:`_bucketed`
+        self.length_buckets = int(length_buckets)
         #: data-parallel shard this loader yields (see :meth:`shard`); 0 of 1 = every row
         self.rank = 0
         self.world_size = 1
@@ -155,7 +162,8 @@ class BatchLoader:
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order: Tensor | None = torch.randperm(self.n_rows, generator=g)
+            perm = torch.randperm(self.n_rows, generator=g)
+            order: Tensor | None = self._bucketed(perm, g) if self.length_buckets > 0 else perm
         else:
             order = None
         if self.world_size > 1:
@@ -170,6 +178,64 @@ class BatchLoader:
                 idx = order[start : start + self.batch_size]
                 # index_select gathers rows ~4x faster than v[idx] (for a (N, 50) history)
                 yield {k: v.index_select(0, idx) for k, v in self.tensors.items()}
+
+    def _bucketed(self, order: Tensor, g: torch.Generator) -> Tensor:
+        """``order`` with each run of ``length_buckets`` batches sorted by real sequence
+        length, then the batches themselves shuffled: batches of similar length (so that
+        trimming all-padding columns saves work), still a random pass over every row."""
+        lengths = torch.zeros(self.n_rows, dtype=torch.long)
+        for k in self.sequence_columns():
+            lengths += (self.tensors[k] != 0).sum(dim=1)
+        chunk = self.batch_size * self.length_buckets
+        parts = []
+        for lo in range(0, self.n_rows, chunk):
+            part = order[lo : lo + chunk]
+            parts.append(part[torch.argsort(lengths[part], stable=True)])
+        ordered = torch.cat(parts)
+        batches = list(torch.split(ordered, self.batch_size))
+        pick = torch.randperm(len(batches), generator=g).tolist()
+        return torch.cat([batches[i] for i in pick])
+
+    def sequence_columns(self) -> list[str]:
+        """Names of the 2-D integer columns (padded id sequences, 0 = padding)."""
+        return [
+            k for k, v in self.tensors.items() if v.dim() == 2 and not v.dtype.is_floating_point
+        ]
+
+    def padding_fill(self) -> float:
+        """Fraction of the sequence columns' cells that hold a real id (1.0 without any)."""
+        names = self.sequence_columns()
+        total = sum(self.tensors[k].numel() for k in names)
+        if not total:
+            return 1.0
+        return sum(int((self.tensors[k] != 0).sum()) for k in names) / total
+
+    def by_length(self) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        """``(rows, batch)`` over every row in order of real sequence length (shortest
+        first), each batch's sequence columns cut to the columns where some row of the batch
+        has a real id (they all share one width; else not cut). For scoring models that mask
+        padding (the model contract), the same vectors as the padded rows, with the attention
+        and recurrence over all-padding columns skipped. ``rows (n,)`` are the batch's row
+        indices into this loader."""
+        names = self.sequence_columns()
+        lengths = torch.zeros(self.n_rows, dtype=torch.long)
+        for k in names:
+            lengths += (self.tensors[k] != 0).sum(dim=1)
+        order = torch.argsort(lengths, stable=True)
+        widths = {int(self.tensors[k].shape[1]) for k in names}
+        for start in range(0, self.n_rows, self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = {k: v.index_select(0, rows) for k, v in self.tensors.items()}
+            if len(widths) == 1:
+                real = torch.zeros(widths.copy().pop(), dtype=torch.bool)
+                for k in names:
+                    real |= (batch[k] != 0).any(dim=0)
+                cols = real.nonzero().squeeze(1)
+                if cols.numel():
+                    lo, hi = int(cols[0]), int(cols[-1]) + 1
+                    for k in names:
+                        batch[k] = batch[k][:, lo:hi]
+            yield rows, batch
 
     @property
     def n_items(self) -> int:

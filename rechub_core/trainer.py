@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from rechub_core.checkpoints import (
 )
 from rechub_core.data import BatchLoader
 from rechub_core.errors import InputError
-from rechub_core.export import export_tower, onnx_max_abs_diff
+from rechub_core.evaluation import BEST_WEIGHTS, BY_LENGTH_BELOW_FILL, EvaluationMixin
 from rechub_core.io import (
     ensure_writable_dir,
     load_torch,
@@ -48,7 +48,7 @@ from rechub_core.io import (
     save_torch,
 )
 from rechub_core.losses import DEFAULT_LOSS_BY_MODE, CandidateLoss, shared_negative_logits
-from rechub_core.metrics import DEFAULT_KS, full_ranking_metrics
+from rechub_core.metrics import DEFAULT_KS
 from rechub_core.model import MatchModel
 from rechub_core.optim import SPARSE_MIN_ROWS
 from rechub_core.samplers import (
@@ -75,7 +75,6 @@ def _show_progress_logs() -> None:
 
 
 CHECKPOINT = "checkpoint.pt"
-BEST_WEIGHTS = "model.pt"
 #: per-user training sequences ``(U, L + 1)`` in ``PreparedData.train_sequences``
 SEQUENCE_COLUMN = "seq_item_id"
 
@@ -111,7 +110,7 @@ def distinct_ids(ids: Tensor, n_items: int) -> tuple[Tensor, Tensor]:
     return uniq, slot[ids]
 
 
-class MatchTrainer:
+class MatchTrainer(EvaluationMixin):
     """Trains a :class:`~rechub_core.model.MatchModel`.
 
     Args:
@@ -243,54 +242,12 @@ class MatchTrainer:
 
     # --- training -----------------------------------------------------------------------------
 
-    def _to_device(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-
-    def _encode_items(self, loader: BatchLoader, ids: Tensor) -> Tensor:
-        return self.model.encode_item(self._to_device(loader.item_batch(ids)))
-
     def _encode_distinct(self, loader: BatchLoader, ids: Tensor) -> Tensor:
         """Vectors ``ids.shape + (D,)`` for item ids of any shape, encoding each distinct item
         once (with gradients) and gathering the rest."""
         uniq, inverse = distinct_ids(ids, loader.n_items)
         vectors = self._encode_items(loader, uniq)  # (U, D)
         return vectors.index_select(0, inverse.reshape(-1)).view(*ids.shape, *vectors.shape[1:])
-
-    def _item_batches(
-        self, loader: BatchLoader, batch_size: int, start: int
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """``(ids (n,), vectors (n, D))`` on the model's device for items ``start ..
-        n_items - 1``, in eval mode without gradients (the mode is restored afterwards)."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for lo in range(start, loader.n_items, batch_size):
-                    ids = torch.arange(lo, min(lo + batch_size, loader.n_items))
-                    yield ids, self._encode_items(loader, ids)
-        finally:
-            self.model.train(was_training)
-
-    def iter_item_vectors(
-        self, loader: BatchLoader, batch_size: int = 4096, start: int = 0
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Item vectors in batches, for catalogues too large to hold twice: yields
-        ``(ids (n,) int64, vectors (n, D) float32)`` on the CPU for items ``start ..
-        n_items - 1`` of the loader's item table (``start=1`` skips the padding row), without
-        keeping earlier batches."""
-        for ids, vectors in self._item_batches(loader, batch_size, start):
-            yield ids, vectors.float().cpu()
-
-    def all_item_vectors(self, loader: BatchLoader, batch_size: int = 4096) -> Tensor:
-        """Vectors of every item in the loader's item table, ``(n_items, D)`` (row 0 padding),
-        on the model's device; filled in place batch by batch (no second copy)."""
-        out: Tensor | None = None
-        for ids, vec in self._item_batches(loader, batch_size, 0):
-            if out is None:
-                out = vec.new_empty((loader.n_items, *vec.shape[1:]))
-            out[int(ids[0]) : int(ids[0]) + vec.shape[0]] = vec
-        assert out is not None
-        return out
 
     def batch_loss(
         self, batch: Mapping[str, Tensor], loader: BatchLoader, gen: torch.Generator
@@ -445,6 +402,11 @@ class MatchTrainer:
             self._sequence_loader is None
             or self._sequence_loader.item_table is not loader.item_table
         ):
+            seqs = BatchLoader(loader.sequences, self.sequence_batch_size)
+            # the documented rule: sequences mostly padding (less than half their cells real,
+            # e.g. Amazon data at max_len 50) train in length buckets of 50 batches, so the
+            # trimmed batches are short; MovieLens-100K (mostly full windows) is unchanged
+            buckets = 50 if seqs.padding_fill() < BY_LENGTH_BELOW_FILL else 0
             self._sequence_loader = BatchLoader(
                 loader.sequences,
                 self.sequence_batch_size,
@@ -452,6 +414,7 @@ class MatchTrainer:
                 seed=loader.seed,
                 item_table=loader.item_table,
                 item_counts=loader.item_counts,
+                length_buckets=buckets,
             )
         return self._sequence_loader
 
@@ -694,90 +657,6 @@ class MatchTrainer:
             )
         log.info("resuming from %s after epoch %d", path, payload["epoch"])
         return int(payload["epoch"]) + 1, int(payload["bad_epochs"]), payload.get("best_state")
-
-    # --- evaluation and serving ---------------------------------------------------------------
-
-    def evaluate(
-        self,
-        data_loader: BatchLoader,
-        item_loader: BatchLoader | None = None,
-        ks: Sequence[int] | None = None,
-    ) -> dict[str, float]:
-        """Full-ranking metrics (recall, precision, ndcg, hit, mrr at each K) on an evaluation
-        loader with targets and seen items; items come from ``item_loader``'s item table (or
-        the evaluation loader's own)."""
-        if data_loader.targets is None or data_loader.seen_indptr is None:
-            raise InputError(
-                "evaluate needs a loader with targets and seen items "
-                "(rechub_core.data.eval_loader or loaders_from_prepared)"
-            )
-        items_from = item_loader if item_loader is not None else data_loader
-        users = self.inference_embedding(self.model, "user", data_loader)
-        items = self.all_item_vectors(items_from)
-        assert data_loader.seen_indices is not None
-        return full_ranking_metrics(
-            users,
-            items,
-            data_loader.targets,
-            data_loader.seen_indptr,
-            data_loader.seen_indices,
-            ks=tuple(ks or self.ks),
-        )
-
-    def inference_embedding(
-        self,
-        model: MatchModel,
-        mode: str,
-        data_loader: BatchLoader,
-        model_path: str | os.PathLike[str] | None = None,
-    ) -> Tensor:
-        """User or item vectors for every row of ``data_loader``: ``(N, D)`` (users of
-        multi-interest models ``(N, K, D)``), on the CPU. With ``model_path``, first loads the
-        best weights saved there."""
-        if mode not in ("user", "item"):
-            raise InputError(f"mode must be 'user' or 'item', got {mode!r}")
-        if model_path is not None:
-            load_weights(
-                model, load_torch(Path(model_path) / BEST_WEIGHTS, self.device), model_path
-            )
-        was_training = model.training
-        model.eval()
-        n_rows = data_loader._rows_per_epoch()
-        out: Tensor | None = None
-        filled = 0
-        with torch.no_grad():
-            for batch in data_loader:
-                x = self._to_device(batch)
-                vec = model.encode_user(x) if mode == "user" else model.encode_item(x)
-                if out is None:  # filled in place: no list of batches and no second copy
-                    out = torch.empty((n_rows, *vec.shape[1:]), dtype=vec.dtype)
-                out[filled : filled + vec.shape[0]] = vec.cpu()
-                filled += vec.shape[0]
-        model.train(was_training)
-        if out is None:
-            raise InputError("inference_embedding got an empty loader")
-        return out[:filled]
-
-    def export_onnx(
-        self,
-        output_path: str | os.PathLike[str],
-        mode: str = "user",
-        example: Mapping[str, Tensor] | None = None,
-        verify: bool = True,
-        tolerance: float = 1e-4,
-    ) -> Path:
-        """Export one tower to ONNX (dynamic batch and sequence axes) and check it with
-        onnxruntime against PyTorch (max abs diff < ``tolerance``)."""
-        if example is None:
-            example = self._example if mode == "user" else self._item_example
-        if example is None:
-            raise InputError("export_onnx needs an example batch; pass example= or fit() first")
-        path = export_tower(self.model, output_path, mode, example)
-        if verify:
-            diff = onnx_max_abs_diff(self.model, path, mode, example)
-            if diff >= tolerance:
-                raise InputError(f"ONNX {mode} tower differs from PyTorch by {diff:.2e}")
-        return path
 
 
 __all__ = [

@@ -245,3 +245,49 @@ def test_item_table_must_match_the_model(tmp_path: Path) -> None:
     train.item_table = {"item_id": torch.arange(5)}
     with pytest.raises(InputError, match="vocab_size"):
         MatchTrainer(model, model_path=tmp_path, verbose=False).fit(train)
+
+
+def _short_histories() -> PreparedData:
+    from rechub_core.datasets import synthetic_interactions
+    from rechub_core.preprocess import prepare
+
+    # max_len far above the users' lengths: histories mostly padding, as on Amazon data
+    return prepare(synthetic_interactions(n_users=200, n_items=80, seed=4), max_len=120)
+
+
+@pytest.mark.parametrize("name", ["SASRec", "GRU4Rec", "ComirecSA", "YoutubeDNN"])
+def test_user_vectors_by_length_equal_padded_ones(name: str, tmp_path: Path) -> None:
+    from rechub_core import evaluation
+    from rechub_core.plugins import get_spec
+    from rechub_core.runs import build_model
+
+    data = _short_histories()
+    _, val, _ = loaders_from_prepared(data, batch_size=64, eval_batch_size=37)
+    assert val.padding_fill() < evaluation.BY_LENGTH_BELOW_FILL
+    torch.manual_seed(0)
+    model = build_model(get_spec("model", name), DataSchema.from_prepared(data), {})
+    trainer = MatchTrainer(model, model_path=tmp_path, verbose=False)
+    by_length = trainer.inference_embedding(model, "user", val)
+    padded = torch.cat([model.eval().encode_user(b) for b in val]).detach()
+    assert by_length.shape == padded.shape
+    assert torch.allclose(by_length, padded, atol=1e-5)
+
+
+def test_length_buckets_visit_every_row_once_in_similar_length_batches() -> None:
+    seqs = torch.zeros(1000, 30, dtype=torch.long)
+    lengths = torch.randint(1, 31, (1000,), generator=torch.Generator().manual_seed(0))
+    for i, n in enumerate(lengths.tolist()):
+        seqs[i, :n] = torch.arange(1, n + 1)
+    plain = BatchLoader({"seq": seqs, "row": torch.arange(1000)}, 20, shuffle=True, seed=3)
+    bucketed = BatchLoader(
+        {"seq": seqs, "row": torch.arange(1000)}, 20, shuffle=True, seed=3, length_buckets=10
+    )
+    rows = torch.cat([b["row"] for b in bucketed])
+    assert sorted(rows.tolist()) == list(range(1000))
+    spread = [float(lengths[b["row"]].max() - lengths[b["row"]].min()) for b in bucketed]
+    spread_plain = [float(lengths[b["row"]].max() - lengths[b["row"]].min()) for b in plain]
+    assert np.mean(spread) < np.mean(spread_plain) / 3
+    again = torch.cat([b["row"] for b in bucketed])  # same epoch: same order
+    assert torch.equal(rows, again)
+    bucketed.set_epoch(1)
+    assert not torch.equal(rows, torch.cat([b["row"] for b in bucketed]))
