@@ -84,3 +84,28 @@ def test_list_plugins_prints_error_text_verbatim(
     result = CliRunner().invoke(make_app(), ["list-plugins"])
     assert result.exit_code == 0
     assert "fakeplug-gpu[gpu]" in result.output
+
+
+def test_metric_table_fits_80_columns_with_its_title_on_one_line():
+    from rich.console import Console
+
+    from rechub_core.cli._common import METRIC_KEYS, _metrics_table
+
+    assert len(METRIC_KEYS) == 15  # Recall/Precision/NDCG/Hit/MRR @10/20/50, as the README says
+    console = Console(width=80, record=True, color_system=None)
+    metrics = {k: 0.5 for k in METRIC_KEYS}
+    title = "FaceBookDSSM on movielens-100k (test, full ranking; trained in 100s)"
+    console.print(_metrics_table(title, {"FaceBookDSSM": metrics, "MostPop": metrics}, METRIC_KEYS))
+    lines = console.export_text().splitlines()
+    assert any(title in line for line in lines)  # not wrapped onto two lines
+    assert max(len(line) for line in lines) <= 80
+    for name in ("recall", "precision", "ndcg", "hit", "mrr"):
+        assert any(line.startswith(f"│ {name} ") for line in lines), name
+
+
+def test_cli_metric_names_are_the_metric_modules():
+    from rechub_core import metrics
+    from rechub_core.cli import _common
+
+    assert _common.METRIC_NAMES == metrics.METRIC_NAMES  # copied there so --help needs no torch
+    assert _common.METRIC_KS == metrics.DEFAULT_KS
