@@ -404,6 +404,17 @@ class LoadedRun:
     schema: DataSchema
     encoders: dict[str, IdEncoder]
     users: dict[str, Any]
+    #: the commit marker's id when loaded (None: a folder from before commit markers)
+    run_id: str | None = None
+
+    def check_current(self) -> None:
+        """Raise :class:`CheckpointError` when a train committed over the folder after it was
+        loaded; call it after reading another file of the run (e.g. its index) so that the
+        model and that file surely belong to one run."""
+        if run_folder.run_id(self.path) != self.run_id:
+            raise CheckpointError(
+                f"{self.path} was replaced by a newer run while it was being read; load it again"
+            )
 
     def user_loader(self, batch_size: int = 1024) -> BatchLoader:
         """Evaluation loader over every user's serving input (targets = test items)."""
@@ -448,6 +459,7 @@ def load_run(path: str | os.PathLike[str]) -> LoadedRun:
                 continue
             raise
         if run_folder.run_id(run) == rid:
+            loaded.run_id = rid
             return loaded
     raise CheckpointError(f"{run} was replaced three times while loading it; try again")
 
@@ -491,6 +503,7 @@ def recall(loaded: LoadedRun, raw_user_ids: list[Any] | None, k: int = 20) -> pd
     if k <= 0:
         raise InputError(f"k must be positive, got {k}")
     index = load_run_index(loaded.path, loaded.config)
+    loaded.check_current()  # the index and the loaded model are of one run
     user_enc = loaded.encoders["user_id"]
     inputs = loaded.users["inputs"]
     codes_in_order = inputs["user_id"]  # (U,) encoded ids of the saved rows

@@ -164,3 +164,14 @@ def test_two_concurrent_trains_into_one_folder_one_wins(tmp_path: Path) -> None:
     assert "Traceback" not in outputs[loser]
     saved, evaluated, _ = _numbers(run)
     assert evaluated == pytest.approx(saved, abs=1e-6)
+
+
+def test_a_run_replaced_after_loading_is_not_mixed_with_the_new_index(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train_run(_cfg(seed=6), run, verbose=False)
+    loaded = load_run(run)
+    assert len(recall(loaded, None, 3)) > 0
+    train_run(_cfg(seed=7), run, verbose=False)  # commits over the loaded run
+    with pytest.raises(CheckpointError, match="replaced by a newer run"):
+        recall(loaded, None, 3)  # its model with the new run's index would be a mix
+    assert len(recall(load_run(run), None, 3)) > 0
