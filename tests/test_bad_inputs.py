@@ -116,6 +116,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
     ("export-out-unwritable",
      lambda t: ["export", str(t / "run"), "--out", str(t / "mine" / "notes.txt" / "onnx")],
      ["export --out", "is not writable", "notes.txt' is a file; choose another path"]),
+    ("export-no-run", lambda t: ["export", str(t / "nope" / "run")],
+     ["no run folder at", "train one with `rechub train --out"]),
     ("killed-run", lambda t: ["evaluate", str(t / "killed")],
      ["interrupted", "finish it with `rechub train --resume --out ", "killed`"]),
 ]  # fmt: skip

@@ -70,13 +70,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export both towers to ONNX (checked against PyTorch with onnxruntime)."""
         from rechub_core.io import check_output_dir
-        from rechub_core.run_folder import RunLock
+        from rechub_core.run_folder import RunLock, check_complete
         from rechub_core.runs import load_run
 
         try:
             target = out or (run / "onnx")
             if out is not None:  # RUN/onnx is checked with the run itself
                 check_output_dir(out, "export --out")
+            check_complete(run)  # before the lock: a wrong path creates no RUN.lock beside it
             with RunLock(run):  # a writer: no train may commit over RUN meanwhile
                 loaded = load_run(run)
                 trainer = loaded.trainer()
