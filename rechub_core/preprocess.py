@@ -500,8 +500,8 @@ def prepare(
     if not keep.any():
         raise InputError(
             f"no user has at least min_interactions={min_interactions} interactions "
-            f"({len(user_counts)} users, {len(events)} events); lower it with `rechub train --min-interactions N` (config key "
-            "data.min_interactions, at least 3) or use more data"
+            f"({len(user_counts)} users, {len(events)} events); lower it with `rechub train "
+            "--min-interactions N` (config key data.min_interactions, at least 3) or use more data"
         )
     raw_users, raw_items = raw_users[keep], raw_items[keep]
     timestamps = events["timestamp"].to_numpy()[keep]
