@@ -4,7 +4,8 @@
         [--requests 3000] [--n-items 1000000]
 
 Two run folders, each served by ``rechub serve RUN`` in its own process (``OMP_NUM_THREADS=1``)
-and loaded by an ``httpx.AsyncClient`` in this process, on the same machine:
+and loaded by an async HTTP client in this process (``--client aiohttp``, the default, or
+``httpx``), on the same machine:
 
 * ``ml100k``: SASRec trained on MovieLens-100K (``--ml-epochs`` epochs; latency does not depend
   on quality) with the exact index (``ExactIndex``, 1,682 items).
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -180,6 +182,12 @@ async def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 
     raise RuntimeError(f"rechub serve did not answer within {timeout} s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_timing(header: str) -> dict[str, float]:
     out = {}
     for part in header.split(","):
@@ -189,36 +197,74 @@ def server_timing(header: str) -> dict[str, float]:
     return out
 
 
-async def load(base: str, users: list[Any], concurrency: int, n: int, k: int) -> dict[str, Any]:
-    """``n`` answered requests from ``concurrency`` closed-loop workers."""
-    import httpx
+@contextlib.asynccontextmanager
+async def http_client(kind: str, concurrency: int) -> Any:
+    """``post(url, body) -> (status, Server-Timing header)`` over one pooled client of
+    ``kind``: ``httpx`` (``httpx.AsyncClient``) or ``aiohttp`` (``aiohttp.ClientSession``,
+    about half the client CPU per request here)."""
+    if kind == "httpx":
+        import httpx
 
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+            async def post_httpx(url: str, body: Any) -> tuple[int, str]:
+                r = await client.post(url, json=body)
+                return r.status_code, r.headers.get("server-timing", "")
+
+            yield post_httpx
+        return
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post_aiohttp(url: str, body: Any) -> tuple[int, str]:
+            async with session.post(url, json=body) as r:
+                await r.read()
+                return r.status, r.headers.get("server-timing", "")
+
+        yield post_aiohttp
+
+
+async def load(
+    base: str,
+    users: list[Any],
+    concurrency: int,
+    args: argparse.Namespace,
+    server_pid: int,
+) -> dict[str, Any]:
+    """``args.requests`` answered requests from ``concurrency`` closed-loop workers; also the
+    CPU time the server and this client spent per request (independent of what else shares
+    the cores)."""
     latencies: list[float] = []
     stages: dict[str, list[float]] = {"onnx": [], "index": [], "total": []}
     failures = 0
-    remaining = n
+    remaining = args.requests
     rng = random.Random(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    url = f"{base}/recall"
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(post: Any) -> None:
         nonlocal remaining, failures
         while remaining > 0:
             remaining -= 1
-            body = {"user_id": rng.choice(users), "k": k}
+            body = {"user_id": rng.choice(users), "k": args.k}
             t = time.perf_counter()
-            response = await client.post(f"{base}/recall", json=body)
+            status, timing = await post(url, body)
             latencies.append(time.perf_counter() - t)
-            if response.status_code != 200:
-                failures += 1
-            for name, ms in server_timing(response.headers.get("server-timing", "")).items():
+            failures += status != 200
+            for name, ms in server_timing(timing).items():
                 stages[name].append(ms)
 
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with http_client(args.client, concurrency) as post:
         for _ in range(200):  # warm-up: connections, ONNX Runtime and index caches
-            await client.post(f"{base}/recall", json={"user_id": users[0], "k": k})
+            await post(url, {"user_id": users[0], "k": args.k})
         start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
+        await asyncio.gather(*(worker(post) for _ in range(concurrency)))
         wall = time.perf_counter() - start
+        server_cpu = cpu_seconds(server_pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
     ms = np.array(latencies) * 1000
     return {
         "concurrency": concurrency,
@@ -229,6 +275,8 @@ async def load(base: str, users: list[Any], concurrency: int, n: int, k: int) ->
         "p95_ms": float(np.percentile(ms, 95)),
         "p99_ms": float(np.percentile(ms, 99)),
         "server_median_ms": {k: float(np.median(v)) for k, v in stages.items() if v},
+        "server_cpu_ms_per_request": 1000 * server_cpu / len(latencies),
+        "client_cpu_ms_per_request": 1000 * client_cpu / len(latencies),
     }
 
 
@@ -252,12 +300,14 @@ async def scenario(name: str, run: Path, args: argparse.Namespace) -> dict[str, 
         users = IdEncoder.from_dict(encoders["user_id"]).classes.tolist()
         levels = []
         for c in (int(v) for v in args.concurrency.split(",")):
-            result = await load(base, users, c, args.requests, args.k)
+            result = await load(base, users, c, args, proc.pid)
             result["load_average"] = [round(x, 2) for x in os.getloadavg()]
             log(
                 f"  c={c}: p50 {result['p50_ms']:.2f} p95 {result['p95_ms']:.2f} p99 "
                 f"{result['p99_ms']:.2f} ms, {result['qps']:.0f} QPS, stages "
-                f"{result['server_median_ms']}"
+                f"{result['server_median_ms']}, CPU ms/request server "
+                f"{result['server_cpu_ms_per_request']:.2f} client "
+                f"{result['client_cpu_ms_per_request']:.2f}"
             )
             levels.append(result)
         return {
@@ -283,7 +333,8 @@ def markdown(res: dict[str, Any], command: str, info: dict[str, Any]) -> str:
         machine_line(info),
         "",
         "Server: `rechub serve RUN` (FastAPI + uvicorn, one process, `OMP_NUM_THREADS=1`); "
-        "client: `httpx.AsyncClient` in another process on the **same 2 cores**, closed loop "
+        f"client: `{res['client']}` (async, one pooled session) in another process on the "
+        "**same 2 cores**, closed loop "
         f"(C workers, each sends its next request when the last is answered), {res['requests']:,} "
         f'requests per level after 200 warm-up ones; `POST /recall {{"user_id": U, "k": '
         f"{res['k']}}}` for random users, seen items excluded. Latency measured by the client "
@@ -291,8 +342,8 @@ def markdown(res: dict[str, Any], command: str, info: dict[str, Any]) -> str:
         "index search, whole handler).",
         "",
         "| run | items | index | C | QPS | p50 ms | p95 ms | p99 ms | server median: onnx / "
-        "index / handler ms | failed | load avg (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "index / handler ms | CPU ms per request: server / client | failed | load avg (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for sc in res["scenarios"]:
         for lv in sc["levels"]:
@@ -302,7 +353,8 @@ def markdown(res: dict[str, Any], command: str, info: dict[str, Any]) -> str:
                 f"{sc['info']['index']['params'] or ''} | {lv['concurrency']} | {lv['qps']:,.0f} "
                 f"| {lv['p50_ms']:.2f} | {lv['p95_ms']:.2f} | {lv['p99_ms']:.2f} | "
                 f"{st.get('onnx', float('nan')):.2f} / {st.get('index', float('nan')):.2f} / "
-                f"{st.get('total', float('nan')):.2f} | {lv['failures']} | "
+                f"{st.get('total', float('nan')):.2f} | {lv['server_cpu_ms_per_request']:.2f} / "
+                f"{lv['client_cpu_ms_per_request']:.2f} | {lv['failures']} | "
                 f"{lv['load_average'][0]} |"
             )
     t = res["target"]
@@ -322,6 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp")
     ap.add_argument("--n-items", type=int, default=1_000_000)
     ap.add_argument("--ml-epochs", type=int, default=3)
     ap.add_argument("--data-dir", default=None, help="MovieLens-100K folder")
@@ -349,7 +402,13 @@ def main(argv: list[str] | None = None) -> None:
             else "not measured"
         ),
     }
-    res = {"requests": args.requests, "k": args.k, "scenarios": scenarios, "target": target}
+    res = {
+        "requests": args.requests,
+        "k": args.k,
+        "client": args.client,
+        "scenarios": scenarios,
+        "target": target,
+    }
     command = command_line("benchmarks.serve", argv)
     payload = {"command": command, "machine": info, **res}
     md = markdown(res, command, info)
