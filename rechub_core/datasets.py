@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import re
 import shutil
 import tempfile
 import urllib.error
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rechub_core.errors import InputError
+from rechub_core.ids import ids_as_text, parse_id_column
 
 __all__ = [
     "DEFAULT_MD5",
@@ -453,42 +453,6 @@ def synthetic_interactions(
 # --------------------------------------------------------------------------- user files
 
 
-#: an id that is read as an int64: optional minus, no leading zero, no "+", no decimals
-_INT_ID = r"0|-?[1-9][0-9]*"
-_INT64_DIGITS = 18  # any integer of at most this many digits fits int64
-
-
-def int_id(text: str) -> int | None:
-    """``text`` as an int64 id when it is the canonical decimal form of one, else None
-    (``"0003"``, ``"+3"``, ``"3.0"``, ``" 3"`` and ``"9" * 30`` are not)."""
-    if re.fullmatch(_INT_ID, text, flags=re.ASCII) is None:
-        return None
-    value = int(text)
-    return value if -(2**63) <= value < 2**63 else None
-
-
-def parse_id_column(values: pd.Series) -> np.ndarray:
-    """Raw ids read as text -> int64 when EVERY value is a canonical int64 (:func:`int_id`),
-    else the strings themselves (object array). Nothing is merged or rounded: ``"0003"`` and
-    ``"3"`` stay two ids. Shape ``(N,)``."""
-    text = values.astype(str)
-    if len(text) and bool(text.str.fullmatch(_INT_ID).all()):
-        digits = text.str.len() - text.str.startswith("-")
-        long = (digits > _INT64_DIGITS).to_numpy()
-        if not long.any():
-            return text.astype(np.int64).to_numpy()
-        if all(int_id(t) is not None for t in text[long]):
-            return np.array([int(t) for t in text], dtype=np.int64)
-    return text.to_numpy(dtype=object)
-
-
-def _ids_as_text(col: pd.Series) -> pd.Series:
-    """A parquet id column as text (integers in their decimal form)."""
-    if pd.api.types.is_integer_dtype(col):
-        return col.astype(str) if col.dtype.kind == "u" else col.astype(np.int64).astype(str)
-    return col.astype(str)
-
-
 def _parse_times(values: pd.Series, where: str, col: str) -> pd.Series:
     """A time column read as text -> numbers (when any value is a number) or date/times."""
     number = pd.to_numeric(values, errors="coerce")
@@ -568,8 +532,8 @@ def load_interactions_file(
         ts = _parse_times(ts.astype(str), where, time_col)
     events = pd.DataFrame(
         {
-            "user_id": parse_id_column(_ids_as_text(df[user_col])),
-            "item_id": parse_id_column(_ids_as_text(df[item_col])),
+            "user_id": parse_id_column(ids_as_text(df[user_col])),
+            "item_id": parse_id_column(ids_as_text(df[item_col])),
             "timestamp": ts.to_numpy(),
         }
     )

@@ -28,6 +28,7 @@ import pandas as pd
 
 from rechub_core.datasets import Interactions
 from rechub_core.errors import InputError
+from rechub_core.ids import int_id
 from rechub_core.io import write_text
 
 __all__ = [
@@ -123,8 +124,6 @@ class IdEncoder:
         Raises:
             InputError: int64 ids and ``text`` is not one (names the field and the text).
         """
-        from rechub_core.datasets import int_id
-
         value = int_id(text)
         if self.id_type == "int64":
             if value is None:

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from rechub_core.cli import make_app
-from rechub_core.datasets import int_id, load_interactions_file, parse_id_column
+from rechub_core.datasets import load_interactions_file
+from rechub_core.ids import int_id, parse_id_column
 from rechub_core.preprocess import IdEncoder, prepare
 
 # ids as a user's file may hold them: canonical ints, leading zeros, '+', decimals, exponents,
