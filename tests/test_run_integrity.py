@@ -175,3 +175,44 @@ def test_a_run_replaced_after_loading_is_not_mixed_with_the_new_index(tmp_path: 
     with pytest.raises(CheckpointError, match="replaced by a newer run"):
         recall(loaded, None, 3)  # its model with the new run's index would be a mix
     assert len(recall(load_run(run), None, 3)) > 0
+
+
+def _fake_run(folder: Path, tag: str) -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text(tag)
+
+
+def test_commit_without_renameat2_and_recovery_of_a_commit_killed_between_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the atomic exchange is unavailable the old run is renamed aside, the new one in,
+    and the old one deleted; a writer killed between the two renames leaves a complete
+    staging folder that the next writer renames in."""
+    run = tmp_path / "run"
+    _fake_run(run, "old")
+    _fake_run(run_folder.staging_path(run), "new")
+    monkeypatch.setattr(run_folder, "_exchange", lambda a, b: False)
+    assert run_folder.commit(run_folder.staging_path(run), run) is None
+    assert (run / "config.toml").read_text() == "new" and run_folder.run_id(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+    new_id = run_folder.run_id(run)
+    os.rename(run, run_folder.staging_path(run))  # as if killed after renaming the old aside
+    with pytest.raises(CheckpointError, match="no run folder"):
+        run_folder.check_complete(run)
+    with run_folder.RunLock(run):
+        run_folder.prepare_staging(run, resume=False)
+    assert run_folder.run_id(run) == new_id and (run / "config.toml").read_text() == "new"
+    assert not any(run_folder.staging_path(run).iterdir())
+
+
+def test_force_moves_a_users_folder_aside_instead_of_deleting_it(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="--force"):
+        run_folder.check_target(mine, force=False)
+    _fake_run(run_folder.staging_path(mine), "new")
+    kept = run_folder.commit(run_folder.staging_path(mine), mine)
+    assert kept is not None and (kept / "notes.txt").read_text() == "keep me"
+    assert (mine / "config.toml").read_text() == "new"
