@@ -187,3 +187,87 @@ def test_sparse_gradients_give_the_dense_path_weights(synthetic: PreparedData) -
         weights.append({k: v.clone() for k, v in model.state_dict().items()})
     for name, value in weights[0].items():
         assert torch.allclose(value, weights[1][name], atol=1e-6), name
+
+
+def _ddp_case(path: Path) -> tuple[MatchTrainer, object, object]:
+    """In-batch softmax on 1,024 rows (divisible by the global batch), row-wise Adam on every
+    table; the same in one process and in each rank."""
+    from rechub_core.datasets import synthetic_interactions
+    from rechub_core.preprocess import prepare
+
+    data = prepare(synthetic_interactions(n_users=300, n_items=120, seed=3), max_len=20)
+    torch.manual_seed(0)
+    schema = DataSchema.from_prepared(data)
+    model = TwoTowerModel(
+        MLPTower([schema.user_id(16), schema.history(16)], dims=[32, 16]),
+        ItemEmbeddingTower(schema.item_id(16)),
+        temperature=0.1,
+    )
+    train, val, _ = loaders_from_prepared(data, batch_size=128, seed=1)
+    train.tensors = {k: v[:1024] for k, v in train.tensors.items()}
+    train.n_rows = 1024
+    trainer = MatchTrainer(
+        model,
+        loss="sampled_softmax",
+        sampler="in_batch",
+        optimizer_params={"lr": 5e-3},
+        n_epoch=2,
+        model_path=path,
+        seed=7,
+        verbose=False,
+        sparse_embeddings=True,
+        gather_negatives=True,
+    )
+    return trainer, train, val
+
+
+def _ddp_worker(rank: int, port: int, out: str) -> None:
+    import json
+    import os
+
+    from rechub_core import distributed
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    distributed.setup("cpu")
+    try:
+        trainer, train, val = _ddp_case(Path(out) / "ddp")
+        tables = [m for m in trainer.model.modules() if isinstance(m, nn.Embedding)]
+        assert isinstance(trainer.optimizer, RowwiseAdam) and not any(t.sparse for t in tables)
+        history = trainer.fit(train, val)  # type: ignore[arg-type]
+        if rank == 0:
+            Path(out, "history.json").write_text(json.dumps(history))
+    finally:
+        distributed.shutdown()
+    os._exit(0)
+
+
+def test_ddp_keeps_dense_gradients_and_trains_like_one_process(tmp_path: Path) -> None:
+    """Under DDP (2 gloo processes) the tables keep dense gradients for the all-reduce and
+    RowwiseAdam updates the rows with a non-zero averaged gradient: the epoch losses equal
+    one process's (sparse gradients) on the global batch."""
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    mp.spawn(_ddp_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    history = json.loads((tmp_path / "history.json").read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one, train, val = _ddp_case(tmp_path / "one")
+        assert any(m.sparse for m in one.model.modules() if isinstance(m, nn.Embedding))
+        reference = one.fit(train, val)  # type: ignore[arg-type]
+    finally:
+        torch.set_num_threads(threads)
+    assert [h["loss"] for h in reference] == pytest.approx([h["loss"] for h in history], rel=1e-4)
