@@ -85,7 +85,7 @@ def rechub_register_indexes() -> Iterator[IndexSpec]:
     yield IndexSpec(
         name="exact",
         factory="rechub_core.index:ExactIndex",
-        description="exact inner product (torch)",
+        description="exact inner product (numpy)",
     )
     yield IndexSpec(
         name="faiss", factory="rechub_core.index:FaissIndex", description="faiss flat / hnsw / ivf"
