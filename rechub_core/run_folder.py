@@ -246,6 +246,12 @@ def check_complete(run: Path) -> str | None:
     interrupted = (staging / "config.toml").is_file() and not (staging / MARKER).is_file()
     resume = f"finish it with `rechub train --resume --out {os.fspath(run)}`"
     if not run.exists():
+        if (staging / MARKER).is_file():
+            raise CheckpointError(
+                f"{os.fspath(run)!r} is being committed (the complete run is in "
+                f"{os.fspath(staging)!r}); try again, or if no train is running, finish the "
+                f"commit with `rechub train --resume --out {os.fspath(run)}`"
+            )
         if interrupted:
             raise CheckpointError(
                 f"{os.fspath(run)!r} has no complete run yet: its train was interrupted (state "
