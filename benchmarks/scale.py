@@ -313,13 +313,13 @@ def run_catalogue(args: argparse.Namespace, argv: list[str]) -> None:
             model, settings, work / "run", verbose=False, threads=args.threads or "auto"
         )
         args.optimizer = type(trainer.optimizer).__name__
-        args.sampler_choice = getattr(trainer.sampler, "choice", settings.sampler)
         args.threads_used = torch.get_num_threads()
         steps = len(train)
         with mon.phase(
             f"training: {args.epoch_fraction:.1%} of one epoch", rows, steps=steps, rows=n_rows
         ):
             history = trainer.fit(train)
+        args.sampler_choice = getattr(trainer.sampler, "choice", settings.sampler)  # bound now
         epoch_s = history[0]["seconds"]
         rows[-1]["samples_per_s"] = history[0]["samples_per_s"]
         rows[-1]["loop_seconds"] = epoch_s

@@ -110,3 +110,12 @@ def test_run_config_reads_txt_as_sequences(tmp_path: Path) -> None:
 def test_toys_counts() -> None:
     ev = load_sequence_file(TOYS / "Toys_and_Games.txt").events
     assert (len(ev), ev["user_id"].nunique(), ev["item_id"].nunique()) == (167_597, 19_412, 11_924)
+
+
+def test_ids_are_int_only_when_plain(tmp_path: Path) -> None:
+    path = tmp_path / "s.txt"
+    path.write_text("1 3 0003 4\n")
+    ev = load_sequence_file(path).events
+    assert ev["item_id"].tolist() == ["3", "0003", "4"]  # '0003' and '3' stay two items
+    path.write_text("1 3 4 99999999999999999999999\n")
+    assert load_sequence_file(path).events["item_id"].tolist()[-1] == "99999999999999999999999"
