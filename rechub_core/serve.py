@@ -113,16 +113,28 @@ def _user_tower(loaded: Any) -> tuple[Any, float]:
     from rechub_core.export import onnx_max_abs_diff
 
     path = loaded.path / USER_TOWER
-    if not path.is_file():
+    batch = {k: v[:8] for k, v in loaded.users["inputs"].items()}
+
+    def export() -> float:
         log.info("exporting the user tower to %s", path)
         loaded.trainer().export_onnx(path, mode="user", example=loaded.example("user"))
-    inputs = loaded.users["inputs"]
-    batch = {k: v[:8] for k, v in inputs.items()}
-    diff = onnx_max_abs_diff(loaded.model, path, "user", batch)
+        return onnx_max_abs_diff(loaded.model, path, "user", batch)
+
+    if not path.is_file():
+        diff = export()
+    else:
+        try:
+            diff = onnx_max_abs_diff(loaded.model, path, "user", batch)
+        except Exception as exc:  # a tower of another model: other inputs or shapes
+            log.warning("%s cannot run this run's users (%s)", path, exc)
+            diff = float("inf")
+        if not diff < PARITY_TOLERANCE:  # stale: exported from an earlier model in this folder
+            log.warning("%s does not match the run's model (%.2e): exporting it again", path, diff)
+            diff = export()
     if not diff < PARITY_TOLERANCE:
         raise CheckpointError(
-            f"{path} differs from the run's PyTorch user tower by {diff:.2e} (limit "
-            f"{PARITY_TOLERANCE}); delete it and start again to re-export it"
+            f"the ONNX user tower {path} differs from the run's PyTorch model by {diff:.2e} "
+            f"(limit {PARITY_TOLERANCE}) right after export; report it with the model name"
         )
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # one request is tiny: threads cost more than they save
@@ -135,10 +147,17 @@ def load_state(run: str | os.PathLike[str]) -> ServingState:
     from rechub_core.index import read_header
     from rechub_core.runs import INDEX_FILE, load_run, load_run_index
 
-    loaded = load_run(run)
-    session, parity = _user_tower(loaded)
-    index = load_run_index(loaded.path, loaded.config)
-    header = read_header(loaded.path / INDEX_FILE)
+    for attempt in range(3):
+        loaded = load_run(run)
+        session, parity = _user_tower(loaded)
+        index = load_run_index(loaded.path, loaded.config)
+        header = read_header(loaded.path / INDEX_FILE)
+        try:
+            loaded.check_current()  # model, ONNX tower and index are of one run
+            break
+        except CheckpointError:
+            if attempt == 2:
+                raise
     names = tuple(i.name for i in session.get_inputs())
     inputs = {k: v.numpy().astype(np.int64, copy=False) for k, v in loaded.users["inputs"].items()}
     missing = [n for n in names if n not in inputs]

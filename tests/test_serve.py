@@ -215,3 +215,18 @@ def test_evaluate_through_the_exact_index_matches_the_full_ranking(runs) -> None
     assert through.keys() == exact.keys()
     for key, value in exact.items():
         assert through[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_a_stale_onnx_tower_is_exported_again(runs, tmp_path) -> None:
+    import shutil
+
+    from rechub_core.serve import USER_TOWER, load_state
+
+    load_state(runs[1])  # run B's tower exists now
+    copy = tmp_path / "run_a"
+    shutil.copytree(runs[0], copy)
+    (copy / USER_TOWER).parent.mkdir(exist_ok=True)
+    shutil.copyfile(runs[1] / USER_TOWER, copy / USER_TOWER)  # another model's tower
+    state = load_state(copy)
+    assert state.parity < 1e-4
+    assert (copy / USER_TOWER).read_bytes() != (runs[1] / USER_TOWER).read_bytes()
