@@ -21,10 +21,10 @@ Errors are 4xx JSON ``{"error": {"code": ..., "message": ...}}``: ``unknown_user
 fields of the wrong type).
 
 The user tower runs in ONNX Runtime from ``RUN/onnx/user_tower.onnx`` (exported at start when
-missing, as ``rechub export`` does), checked against PyTorch on real users at start (max abs
-difference < 1e-4); the index is the run's ``index.npz``, read by whichever registered index
-wrote it. Requests are answered on the event loop (one ONNX call and one index search each,
-no thread hand-off); reloads build on a worker thread.
+missing or not matching the run's model, as ``rechub export`` does), checked against PyTorch
+on real users at start (max abs difference < 1e-4); the index is the run's ``index.npz``,
+read by whichever registered index wrote it. Requests are answered on the event loop (one
+ONNX call and one index search each, no thread hand-off); reloads build on a worker thread.
 """
 
 import asyncio
