@@ -17,8 +17,8 @@ Endpoints (JSON in and out):
   the new one, and none is dropped. A run that fails to load leaves the old one serving.
 
 Errors are 4xx JSON ``{"error": {"code": ..., "message": ...}}``: ``unknown_user`` (404),
-``unknown_item``, ``bad_k``, ``bad_request`` (422) and ``malformed_body`` (400: not JSON, or
-fields of the wrong type).
+``unknown_item``, ``bad_k``, ``bad_request`` (422: also fields of the wrong type) and
+``malformed_body`` (400: the body is not a JSON object).
 
 The user tower runs in ONNX Runtime from ``RUN/onnx/user_tower.onnx`` (exported at start when
 missing or not matching the run's model, as ``rechub export`` does), checked against PyTorch
