@@ -363,6 +363,9 @@ class HardNegativeSampler(Sampler):
 #: negatives shared by the batch. A full softmax costs ``positions x items`` logits a step; at
 #: 5,000 items that is ~10x the 512 shared negatives' cost, past it the sampled softmax wins.
 FULL_SOFTMAX_MAX_ITEMS = 5_000
+#: what the rule samples above it: "uniform" (shared uniform negatives) or "mixed" (the other
+#: rows' positives plus shared uniform negatives, Yang et al. 2020)
+SAMPLED_KIND = "uniform"
 
 
 class AutoSoftmaxSampler(Sampler):
@@ -382,13 +385,21 @@ class AutoSoftmaxSampler(Sampler):
         n_neg: shared negatives per batch above it.
     """
 
-    def __init__(self, max_full_items: int = FULL_SOFTMAX_MAX_ITEMS, n_neg: int = 512) -> None:
+    def __init__(
+        self,
+        max_full_items: int = FULL_SOFTMAX_MAX_ITEMS,
+        n_neg: int = 512,
+        sampled: str = SAMPLED_KIND,
+    ) -> None:
         if max_full_items < 0:
             raise InputError(f"max_full_items must be >= 0, got {max_full_items}")
         if n_neg < 1:
             raise InputError(f"n_neg must be >= 1, got {n_neg}")
+        if sampled not in ("uniform", "mixed"):
+            raise InputError(f"sampled must be 'uniform' or 'mixed', got {sampled!r}")
         self.max_full_items = max_full_items
         self.n_neg = n_neg
+        self.sampled = sampled
         self.chosen: Sampler | None = None
 
     @property
@@ -402,16 +413,25 @@ class AutoSoftmaxSampler(Sampler):
         super().bind(n_items, item_counts)
         if n_items - 1 <= self.max_full_items:
             self.chosen = FullCatalogueSampler()
+        elif self.sampled == "mixed":
+            self.chosen = MixedSampler(n_uniform=self.n_neg)
         else:
             self.chosen = UniformSampler(n_neg=self.n_neg, shared=True)
         self.chosen.bind(n_items, item_counts)
         log.info(
-            "softmax: %s (%d items; full up to %d, else %d shared uniform negatives)",
+            "softmax: %s (%d items; full up to %d, else %s with %d shared uniform negatives)",
             self.choice,
             n_items - 1,
             self.max_full_items,
+            self.sampled,
             self.n_neg,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.chosen.state_dict() if self.chosen is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._inner().load_state_dict(state)
 
     def _inner(self) -> Sampler:
         if self.chosen is None:
