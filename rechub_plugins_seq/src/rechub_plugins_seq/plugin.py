@@ -5,7 +5,7 @@ encoder as an ``encoder`` (``gru4rec``, ...), which composes with any item tower
 ``TwoTowerModel``. Both are the same encoder class, so there is one implementation per model.
 
 ``train_defaults`` are a softmax by the catalogue-size rule (sampler ``auto``: the full
-catalogue up to 5,000 items, 512 shared uniform negatives above; loss ``softmax``,
+catalogue up to 25,000 items, 512 shared uniform negatives above; loss ``softmax``,
 mode 2), with lr / weight decay / epochs chosen on the MovieLens-100K validation split (see the
 package README for the measured numbers).
 """
@@ -32,7 +32,7 @@ _MODES = (0, 1, 2)
 
 
 def _full_softmax(**kw: object) -> TrainDefaults:
-    # sampler "auto": full softmax up to 5,000 items, 512 shared negatives above
+    # sampler "auto": full softmax up to 25,000 items, 512 shared negatives above
     return TrainDefaults(mode=2, loss="softmax", sampler="auto", **kw)  # type: ignore[arg-type]
 
 
