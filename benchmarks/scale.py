@@ -425,7 +425,10 @@ def _catalogue_markdown(result: dict[str, Any], args: argparse.Namespace) -> str
         "| phase | seconds | peak RSS MiB | added MiB | notes |",
         "|---|---|---|---|---|",
     ]
+    measured_steps = {r.get("steps") for r in result["rows"] if not r.get("extrapolated")}
     for r in result["rows"]:
+        if r.get("extrapolated") and r.get("steps") in measured_steps:
+            continue  # the whole epoch was measured: nothing to extrapolate
         notes = []
         if r.get("extrapolated"):
             notes.append(
@@ -538,9 +541,10 @@ def run_toys(args: argparse.Namespace, argv: list[str]) -> None:
     _write_scale_md(out_dir)
 
 
-def _toys_markdown(result: dict[str, Any]) -> str:
+def _toys_markdown(result: dict[str, Any], title: str = "") -> str:
     lines = [
-        "## Toys_and_Games (11,924 items): a default `rechub train` epoch, old code vs new",
+        title
+        or "## Toys_and_Games (11,924 items): a default `rechub train` epoch, old code vs new",
         "",
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']}",
@@ -592,6 +596,15 @@ def _write_scale_md(out_dir: Path) -> None:
         parts.append(_catalogue_markdown(result, argparse.Namespace(**result["settings"])))
     if toys.exists():
         parts.append(_toys_markdown(json.loads(toys.read_text())))
+    sampled = out_dir / "scale_toys_sampled.json"
+    if sampled.exists():  # the same benchmark while the auto rule sampled above 5,000 items
+        result = json.loads(sampled.read_text())
+        title = (
+            "## Toys_and_Games with the sampled softmax (512 shared uniform negatives): the same "
+            f"benchmark at commit {result.get('commit', 'c7d97dd')}, when the auto rule sampled "
+            "above 5,000 items"
+        )
+        parts.append(_toys_markdown(result, title))
     (out_dir / "scale.md").write_text("\n".join(parts))
 
 
