@@ -225,4 +225,4 @@ def test_conformance_kit_passes_good_plugins_and_names_the_fix_for_the_broken_on
         "['forgotten.weight', 'forgotten.bias']"
     ) in output
     assert "Fix: make sure every parameter is used in encode_user/encode_item" in output
-    assert "Forgetful: 6 passed, 1 failed, 1 skipped" in output  # only what is broken fails
+    assert "Forgetful: 7 passed, 1 failed, 1 skipped" in output  # only what is broken fails
