@@ -9,8 +9,14 @@ list-plugins``) without taking the others down. Environment variables:
 * ``RECHUB_PLUGINS``: comma-separated entry-point or distribution names; only those load
   (set it empty to load none).
 * ``RECHUB_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry-point plugins, only the core's built-ins.
-* ``RECHUB_TRACE_HOOKS=1``: log every entry point loaded and hook called (logger
-  ``rechub.hooks``, level DEBUG; written to stderr when no logging is configured).
+* ``RECHUB_TRACE_HOOKS=1``: pluggy's own hook tracing (``pm.enable_tracing``), plus a line for
+  every entry point loaded and the plugin each hook call is isolated to, logged to
+  ``rechub.hooks`` at DEBUG (written to stderr when no logging is configured).
+
+Every hook goes through pluggy: a component hook is called once per plugin with
+``pm.subset_hook_caller`` (every other plugin removed), so one plugin's failure is recorded
+against it alone; unknown hooks are found with ``pm.check_pending()`` right after each plugin
+registers.
 """
 
 from __future__ import annotations
@@ -109,9 +115,12 @@ class PluginHost:
         self._skipped: list[str] = []
         self._unmatched: list[str] = []
         self._autoload_disabled = False
-        self._trace = os.environ.get(ENV_TRACE, "") not in ("", "0")
-        if self._trace:
+        #: pluggy's tracer for rechub's own lines (it writes only once a writer is set)
+        self._trace = self.pm.trace.root.get("rechub")
+        if os.environ.get(ENV_TRACE, "") not in ("", "0"):
             _enable_trace_output()
+            self.pm.trace.root.setwriter(_write_trace)
+            self.pm.enable_tracing()
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -149,10 +158,7 @@ class PluginHost:
             if self.pm.has_plugin(ep.name) or ep.name in self._failed:
                 self._entry_point_name_taken(ep.name, dist, version)
                 continue
-            if self._trace:
-                trace_log.debug(
-                    "loading entry point %s = %s (%s %s)", ep.name, ep.value, dist, version
-                )
+            self._trace(f"loading entry point {ep.name} = {ep.value} ({dist} {version})")
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must never take the host down
@@ -245,15 +251,23 @@ class PluginHost:
                 builtin=builtin,
             )
             return False
-        unknown = [c.name for c in self.pm.get_hookcallers(plugin) or [] if not c.has_spec()]
-        if unknown:
+        try:  # every plugin before this one passed, so this one is the culprit
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            unknown = [
+                c.name
+                for c in self.pm.get_hookcallers(plugin) or []
+                if not c.has_spec() and any(not i.optionalhook for i in c.get_hookimpls())
+            ]
             self.pm.unregister(plugin)
             self._failed[name] = PluginInfo(
                 name=name,
                 distribution=distribution,
                 version=version,
                 status="error",
-                error=_unknown_hooks_message(unknown, self._known_hooks()),
+                error=_unknown_hooks_message(unknown, self._known_hooks())
+                if unknown
+                else _one_line(exc),
                 builtin=builtin,
             )
             return False
@@ -304,17 +318,14 @@ class PluginHost:
                 meta = self._meta.get(impl.plugin_name, {})
                 dist = str(meta.get("distribution", "?"))
                 try:
-                    result = impl.function()
+                    result = self._call_alone(hook_name, impl)
                     if isinstance(result, ComponentSpec):
                         raise TypeError(
                             f"{hook_name} returned one {type(result).__name__}; yield each "
                             "record (or return a list of them)"
                         )
                     records = list(result or [])
-                    if self._trace:
-                        trace_log.debug(
-                            "%s() from %s -> %d records", hook_name, impl.plugin_name, len(records)
-                        )
+                    self._trace(f"{hook_name} from {impl.plugin_name}: {len(records)} records")
                     expected = SPEC_TYPES[kind]
                     for rec in records:
                         if not isinstance(rec, expected):
@@ -454,11 +465,18 @@ class PluginHost:
         self.load()
         for impl in self.pm.hook.rechub_register_commands.get_hookimpls():
             try:
-                if self._trace:
-                    trace_log.debug("rechub_register_commands(app) from %s", impl.plugin_name)
-                impl.function(app=app)
+                self._call_alone("rechub_register_commands", impl, app=app)
             except Exception as exc:
                 log.warning("plugin %s failed to add commands: %s", impl.plugin_name, exc)
+
+    def _call_alone(self, hook_name: str, impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+        """Call ``hook_name`` through pluggy on ``impl``'s plugin only (every other plugin is
+        removed with ``subset_hook_caller``), so an exception is that plugin's; returns its
+        result (None when it returned None)."""
+        others = [p for p in self.pm.get_plugins() if p is not impl.plugin]
+        self._trace(f"calling {hook_name} on {impl.plugin_name} alone")
+        results = self.pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
+        return results[0] if results else None
 
 
 def _unknown_hooks_message(unknown: Iterable[str], known: list[str]) -> str:
@@ -511,8 +529,14 @@ def _close_hint(name: str, accepted: list[str]) -> str:
     return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
 
 
+def _write_trace(message: str) -> None:
+    """pluggy's trace writer: each line of ``message`` logged to ``rechub.hooks`` at DEBUG."""
+    for line in message.splitlines():
+        trace_log.debug("%s", line.rstrip())
+
+
 def _enable_trace_output() -> None:
-    """Make ``RECHUB_TRACE_HOOKS`` visible: hook calls are logged at DEBUG, and written to
+    """Make ``RECHUB_TRACE_HOOKS`` visible: trace lines are logged at DEBUG, and written to
     stderr when the application has configured no logging that would show them."""
     trace_log.setLevel(logging.DEBUG)
     if not trace_log.hasHandlers():

@@ -353,4 +353,55 @@ def test_trace_hooks_logs_hook_calls(fake_site: FakeSite, monkeypatch, caplog):
     with caplog.at_level(logging.DEBUG, logger="rechub.hooks"):
         PluginHost().list_components("model")
     traced = [r.getMessage() for r in caplog.records if r.name == "rechub.hooks"]
-    assert any("rechub_register_models" in m for m in traced)
+    assert "loading entry point good = fakeplug_good (fakeplug-good 1.0) [rechub]" in traced
+    # pluggy's own trace of the call (indented one level) and its result, then rechub's count
+    assert "  rechub_register_models [hook]" in traced
+    assert any(m.startswith("  finish rechub_register_models --> [") for m in traced)
+    assert "rechub_register_models from good: 1 records [rechub]" in traced
+    assert "rechub_register_towers from good: 2 records [rechub]" in traced
+
+
+def test_no_trace_without_the_variable(fake_site: FakeSite, monkeypatch, caplog):
+    fake_site.add("fakeplug-good", {"good": "fakeplug_good"}, {"fakeplug_good": GOOD})
+    only(monkeypatch, "good")
+    monkeypatch.delenv(plugins.ENV_TRACE, raising=False)
+    with caplog.at_level(logging.DEBUG, logger="rechub.hooks"):
+        PluginHost().list_components("model")
+    assert [r for r in caplog.records if r.name == "rechub.hooks"] == []
+
+
+def test_hooks_are_called_through_pluggy_one_plugin_at_a_time(fake_site: FakeSite, monkeypatch):
+    fake_site.add("fakeplug-good", {"good": "fakeplug_good"}, {"fakeplug_good": GOOD})
+    second = clashing("OtherModel").replace("TwinTower", "SecondModel")
+    fake_site.add("fake-second", {"second": "fakeplug_second"}, {"fakeplug_second": second})
+    only(monkeypatch, "good", "second")
+    host = PluginHost()
+    host.load()
+    calls: list[tuple[str, list[str]]] = []
+    host.pm.add_hookcall_monitoring(
+        lambda hook, impls, kwargs: calls.append((hook, [i.plugin_name for i in impls])),
+        lambda *args: None,
+    )
+    assert host.list_components("model") == ["GoodModel", "OtherModel", "SecondModel"]
+    # each plugin's hook goes through pluggy's hook-call machinery with only its own impl
+    assert ("rechub_register_models", ["good"]) in calls
+    assert ("rechub_register_models", ["second"]) in calls
+    assert all(len(impls) == 1 for _, impls in calls), calls
+
+
+def test_unknown_hook_marked_optional_is_accepted(fake_site: FakeSite, monkeypatch):
+    source = """\
+    @hookimpl(optionalhook=True)
+    def rechub_register_widgets():
+        return []
+
+    @hookimpl
+    def rechub_register_losses():
+        yield LossSpec(name="optional_loss", factory=dict)
+    """
+    fake_site.add("fake-opt", {"opt": "fakeplug_opt"}, {"fakeplug_opt": source})
+    only(monkeypatch, "opt")
+    host = PluginHost()
+    info = by_name(host.plugins())["opt"]
+    assert (info.status, info.error) == ("ok", None)  # pluggy's check_pending allows it
+    assert "optional_loss" in host.list_components("loss")

@@ -190,7 +190,8 @@ def test_list_plugins_lists_them_and_tracing_shows_their_hooks(installed):
     }
     # the trace goes to stderr, so --json output stays parseable
     assert "rechub trace: loading entry point meanpool = rechub_meanpool" in result.stderr
-    assert "rechub_register_models() from meanpool -> 1 records" in result.stderr
+    assert "rechub trace:   rechub_register_models [hook]" in result.stderr  # pluggy's trace
+    assert "rechub trace: rechub_register_models from meanpool: 1 records" in result.stderr
 
 
 def test_train_the_tutorial_model(installed):
