@@ -1,19 +1,26 @@
 """Checkpoint helpers of the trainer: the RNG state saved with each checkpoint, loading a
 weights payload into a model, the disk space a run needs, and the one-off check of a loader
-against a model before training."""
+against a model before training, and the trainer's checkpoint methods (:class:`CheckpointMixin`)."""
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from rechub_core.data import BatchLoader
 from rechub_core.errors import CheckpointError, InputError
+from rechub_core.io import load_torch, save_torch
 from rechub_core.model import MatchModel
+
+log = logging.getLogger("rechub.trainer")
 
 #: version of the checkpoint payload layout (``model.pt`` and ``checkpoint.pt``)
 FORMAT_VERSION = 1
@@ -161,3 +168,72 @@ def validate_loader(model: MatchModel, loader: BatchLoader, where: str, with_ite
         raise InputError(
             f"{where} has no item id column {model.item_id_name!r}; each row needs its positive"
         )
+
+
+class CheckpointMixin:
+    """Checkpoint methods of :class:`~rechub_core.trainer.MatchTrainer`: the weights payload,
+    and the per-epoch checkpoint (weights, optimizer, sampler, early-stopping state, history,
+    RNG states) written atomically and read back on resume."""
+
+    model: MatchModel
+    optimizer: torch.optim.Optimizer
+    sampler: Any
+    history: list[dict[str, float]]
+    best_metric: float
+    best_epoch: int
+    seed: int
+    dist: Any
+    device: torch.device
+
+    def _weights_payload(self, state: Mapping[str, Tensor]) -> dict[str, Any]:
+        from rechub_core import __version__
+
+        return {
+            "format": FORMAT_VERSION,
+            "rechub_version": __version__,
+            "model_class": type(self.model).__name__,
+            "state_dict": dict(state),
+        }
+
+    def _save_checkpoint(
+        self, path: Path, epoch: int, bad_epochs: int, best_state: Mapping[str, Tensor] | None
+    ) -> None:
+        payload = self._weights_payload(self.model.state_dict())
+        payload.update(
+            {
+                "epoch": epoch,
+                "bad_epochs": bad_epochs,
+                "best_metric": self.best_metric,
+                "best_epoch": self.best_epoch,
+                "best_state": dict(best_state) if best_state is not None else None,
+                "optimizer": self.optimizer.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "history": self.history,
+                "seed": self.seed,
+                "world_size": self.dist.world_size,
+                "rng": _rng_state(self.device),
+            }
+        )
+        save_torch(path, payload)
+
+    def _load_checkpoint(self, path: Path) -> tuple[int, int, dict[str, Tensor] | None]:
+        payload = load_torch(path, map_location=self.device)
+        load_weights(self.model, payload, path)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.sampler.load_state_dict(payload.get("sampler") or {})
+        self.history = list(payload.get("history", []))
+        self.best_metric = float(payload.get("best_metric", -math.inf))
+        self.best_epoch = int(payload.get("best_epoch", -1))
+        if payload.get("rng"):
+            _set_rng_state(payload["rng"], self.device)
+        saved_world = int(payload.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            log.warning(
+                "%s was written by %d process(es), resuming with %d: later epochs shard the "
+                "data differently than an unbroken run would",
+                path,
+                saved_world,
+                self.dist.world_size,
+            )
+        log.info("resuming from %s after epoch %d", path, payload["epoch"])
+        return int(payload["epoch"]) + 1, int(payload["bad_epochs"]), payload.get("best_state")

@@ -23,7 +23,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,8 +31,7 @@ from torch import Tensor
 from rechub_core import distributed
 from rechub_core.checkpoints import (
     FORMAT_VERSION,
-    _rng_state,
-    _set_rng_state,
+    CheckpointMixin,
     checkpoint_bytes,
     load_weights,
     validate_loader,
@@ -43,7 +41,6 @@ from rechub_core.errors import InputError
 from rechub_core.evaluation import BEST_WEIGHTS, BY_LENGTH_BELOW_FILL, EvaluationMixin
 from rechub_core.io import (
     ensure_writable_dir,
-    load_torch,
     remove_stale_temp_files,
     save_torch,
 )
@@ -110,7 +107,7 @@ def distinct_ids(ids: Tensor, n_items: int) -> tuple[Tensor, Tensor]:
     return uniq, slot[ids]
 
 
-class MatchTrainer(EvaluationMixin):
+class MatchTrainer(CheckpointMixin, EvaluationMixin):
     """Trains a :class:`~rechub_core.model.MatchModel`.
 
     Args:
@@ -602,61 +599,6 @@ class MatchTrainer(EvaluationMixin):
             raise InputError(error)
         assert metrics is not None
         return metrics
-
-    # --- checkpoints --------------------------------------------------------------------------
-
-    def _weights_payload(self, state: Mapping[str, Tensor]) -> dict[str, Any]:
-        from rechub_core import __version__
-
-        return {
-            "format": FORMAT_VERSION,
-            "rechub_version": __version__,
-            "model_class": type(self.model).__name__,
-            "state_dict": dict(state),
-        }
-
-    def _save_checkpoint(
-        self, path: Path, epoch: int, bad_epochs: int, best_state: Mapping[str, Tensor] | None
-    ) -> None:
-        payload = self._weights_payload(self.model.state_dict())
-        payload.update(
-            {
-                "epoch": epoch,
-                "bad_epochs": bad_epochs,
-                "best_metric": self.best_metric,
-                "best_epoch": self.best_epoch,
-                "best_state": dict(best_state) if best_state is not None else None,
-                "optimizer": self.optimizer.state_dict(),
-                "sampler": self.sampler.state_dict(),
-                "history": self.history,
-                "seed": self.seed,
-                "world_size": self.dist.world_size,
-                "rng": _rng_state(self.device),
-            }
-        )
-        save_torch(path, payload)
-
-    def _load_checkpoint(self, path: Path) -> tuple[int, int, dict[str, Tensor] | None]:
-        payload = load_torch(path, map_location=self.device)
-        load_weights(self.model, payload, path)
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.sampler.load_state_dict(payload.get("sampler") or {})
-        self.history = list(payload.get("history", []))
-        self.best_metric = float(payload.get("best_metric", -math.inf))
-        self.best_epoch = int(payload.get("best_epoch", -1))
-        if payload.get("rng"):
-            _set_rng_state(payload["rng"], self.device)
-        saved_world = int(payload.get("world_size", 1))
-        if saved_world != self.dist.world_size:
-            log.warning(
-                "%s was written by %d process(es), resuming with %d: later epochs shard the "
-                "data differently than an unbroken run would",
-                path,
-                saved_world,
-                self.dist.world_size,
-            )
-        log.info("resuming from %s after epoch %d", path, payload["epoch"])
-        return int(payload["epoch"]) + 1, int(payload["bad_epochs"]), payload.get("best_state")
 
 
 __all__ = [
