@@ -23,9 +23,7 @@ unit norm, so that cosine indexes are checked by the same numbers):
 
 from __future__ import annotations
 
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,8 @@ from rechub_core.errors import InputError, RechubError
 from rechub_core.index.base import Index
 from rechub_core.index.exact import ExactIndex
 from rechub_core.specs import IndexSpec
-from rechub_core.testing import CheckFailed, CheckResult, CheckSkipped, ConformanceReport
+from rechub_core.testing import CheckFailed, ConformanceReport
+from rechub_core.testing._report import run_checks, scratch_folder
 
 __all__ = ["INDEX_CHECKS", "check_index"]
 
@@ -255,15 +254,6 @@ def _resolve(index: IndexSource) -> tuple[str | None, Callable[..., Any]]:
     )
 
 
-def _folder(workdir: str | Path | None) -> Iterator[Path]:
-    if workdir is not None:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-        yield Path(workdir)
-        return
-    with tempfile.TemporaryDirectory(prefix="rechub-index-conformance-") as tmp:
-        yield Path(tmp)
-
-
 def check_index(
     index: IndexSource,
     *,
@@ -298,26 +288,8 @@ def check_index(
     label = name or str(getattr(factory, "__qualname__", type(factory).__name__))
     if params:
         label += f"({', '.join(f'{k}={v!r}' for k, v in params.items())})"
-    results: list[CheckResult] = []
-    for folder in _folder(workdir):
+    with scratch_folder(workdir, prefix="rechub-index-conformance-") as folder:
         case = _Case(name, factory, params or {}, n_items, dim, k, min_recall, seed, folder)
-        for check in selected:
-            start = time.perf_counter()
-            try:
-                _CHECKS[check](case)
-            except CheckSkipped as exc:
-                results.append(CheckResult(check, "skipped", str(exc), time.perf_counter() - start))
-                continue
-            except CheckFailed as exc:
-                fix = f" Fix: {exc.fix}" if exc.fix else ""
-                message = f"{label}: check '{check}' failed: {exc.problem}.{fix}"
-            except Exception as exc:
-                message = (
-                    f"{label}: check '{check}' failed: it raised {type(exc).__name__}: {exc}. "
-                    "Fix: implement the Index backend hooks as documented in rechub_core.index.base"
-                )
-            else:
-                results.append(CheckResult(check, "passed", "", time.perf_counter() - start))
-                continue
-            results.append(CheckResult(check, "failed", message, time.perf_counter() - start))
+        fix = "implement the Index backend hooks as documented in rechub_core.index.base"
+        results = run_checks(label, selected, _CHECKS, case, fix)
     return ConformanceReport(label, tuple(results))
