@@ -552,15 +552,9 @@ def is_sequence_file(path: str | os.PathLike[str]) -> bool:
 
 
 def _id_array(tokens: list[str]) -> np.ndarray:
-    """Raw ids as int64 when every token is a plain int64 (written as ``str(int)`` writes it:
-    ``0003`` and ``3`` stay two ids), else as str objects, as CSV ids are read."""
-    try:
-        ints = np.asarray([int(t) for t in tokens], dtype=np.int64)
-    except (ValueError, OverflowError):
-        return np.asarray(tokens, dtype=object)
-    if all(str(i) == t for i, t in zip(ints.tolist(), tokens, strict=True)):
-        return ints
-    return np.asarray(tokens, dtype=object)
+    """Raw ids by the project's id rule (:func:`rechub_core.ids.parse_id_column`): int64 when
+    every token is a canonical int64 (``0003`` and ``3`` stay two ids), else the strings."""
+    return parse_id_column(pd.Series(tokens, dtype=object))
 
 
 def load_sequence_file(path: str | os.PathLike[str]) -> Interactions:
