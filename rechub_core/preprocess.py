@@ -15,12 +15,7 @@ Everything is vectorised with numpy: no Python loop per row or per user.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable
 
 import attrs
 import numpy as np
@@ -28,8 +23,7 @@ import pandas as pd
 
 from rechub_core.datasets import Interactions
 from rechub_core.errors import InputError
-from rechub_core.ids import int_id
-from rechub_core.io import write_text
+from rechub_core.ids import IdEncoder, to_python
 
 __all__ = [
     "UNKNOWN",
@@ -44,203 +38,6 @@ __all__ = [
 
 #: The category a missing or unknown side value (profile or item column) is encoded as.
 UNKNOWN = "__unknown__"
-
-_JSON_SCALARS = (bool, int, float, str)
-
-
-def _to_python(value: Any) -> Any:
-    """A numpy scalar as the matching Python scalar; anything else unchanged."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _as_array(values: Iterable[Any] | np.ndarray | pd.Series) -> np.ndarray:
-    """Raw ids as a numpy array without numpy's fixed-width strings (they drop trailing NULs)."""
-    if isinstance(values, pd.Series | pd.Index):
-        arr = values.to_numpy()
-    elif isinstance(values, np.ndarray):
-        arr = values
-    else:
-        arr = np.asarray(values if isinstance(values, list | tuple) else list(values), dtype=object)
-        if arr.size and pd.api.types.infer_dtype(arr.reshape(-1), skipna=False) == "integer":
-            with contextlib.suppress(OverflowError):  # ints beyond int64 stay Python ints
-                arr = arr.astype(np.int64)
-    if arr.dtype.kind in "US":
-        arr = arr.astype(object)
-    return arr
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """Unique values in a deterministic order: natural order, or by (type name, str) if mixed."""
-    uniq = pd.unique(pd.Series(values, copy=False))
-    try:
-        return np.asarray(np.sort(uniq))
-    except TypeError:  # mixed types (e.g. int and str) cannot be compared directly
-        ordered = sorted(uniq.tolist(), key=lambda v: (type(v).__name__, str(v)))
-        out = np.empty(len(ordered), dtype=object)
-        out[:] = ordered
-        return out
-
-
-class IdEncoder:
-    """Maps raw ids (str or int) of one field to contiguous ints ``1..n``; ``0`` is padding.
-
-    Codes follow the sorted order of the raw ids (ints numerically, strings lexically), so they
-    are deterministic and ``code(a) < code(b)`` iff ``a < b``. ``len(encoder)`` is the vocabulary
-    size **including** the padding code, i.e. ``n + 1``.
-
-    :attr:`id_type` says how raw ids read as text map onto the vocabulary: ``"int64"`` (every
-    raw id an int64), ``"str"`` (every raw id a string) or ``"mixed"``; it is saved with the
-    encoder and :meth:`parse` applies it to a typed id (``rechub recall --user TEXT``).
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._values: np.ndarray = np.empty(0, dtype=object)
-        self._index: pd.Index = pd.Index(self._values)
-        self._fitted = False
-
-    def __repr__(self) -> str:
-        return f"IdEncoder({self.name!r}, n={len(self._values)})"
-
-    def __len__(self) -> int:
-        return len(self._values) + 1
-
-    @property
-    def id_type(self) -> str:
-        """``"int64"``, ``"str"`` or ``"mixed"``: the type of the raw ids."""
-        if self._values.dtype.kind in "iu":
-            return "int64"
-        values = self._values.tolist()
-        if all(isinstance(v, str) for v in values):
-            return "str"
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            return "int64" if all(-(2**63) <= v < 2**63 for v in values) else "mixed"
-        return "mixed"
-
-    def parse(self, text: str) -> Any:
-        """The raw id a user typed as ``text``, as this encoder holds it: an int for int64
-        ids (only the canonical form: ``"0003"`` is not ``3``), the text itself for str ids.
-
-        Raises:
-            InputError: int64 ids and ``text`` is not one (names the field and the text).
-        """
-        value = int_id(text)
-        if self.id_type == "int64":
-            if value is None:
-                raise InputError(
-                    f"{self.name} ids of this run are integers; {text!r} is not one (write it "
-                    "without leading zeros, '+' or decimals)"
-                )
-            return value
-        if self.id_type == "mixed" and value is not None and value in self._index:
-            return value
-        return text
-
-    @property
-    def classes(self) -> np.ndarray:
-        """The raw ids; ``classes[c - 1]`` is the raw id of code ``c``. Shape ``(n,)``."""
-        return self._values
-
-    def _set_values(self, values: np.ndarray) -> None:
-        self._values = values
-        self._index = pd.Index(values)
-        self._fitted = True
-
-    def fit(self, values: Iterable[Any] | np.ndarray | pd.Series) -> IdEncoder:
-        """Learn the vocabulary from ``values`` (any 1-d array-like of raw ids); returns self."""
-        arr = _as_array(values).reshape(-1)
-        if len(arr) and pd.isna(pd.Series(arr, copy=False)).any():
-            raise InputError(
-                f"field {self.name!r}: the values contain NaN/None; drop or fill those rows "
-                "before encoding"
-            )
-        self._set_values(_sorted_unique(arr))
-        return self
-
-    def transform(self, values: Iterable[Any] | np.ndarray | pd.Series) -> np.ndarray:
-        """Encode raw ids: same shape as ``values``, int64 codes in ``1..n``.
-
-        Raises :class:`InputError` naming the field and one unknown value if any id was not seen
-        by :meth:`fit`.
-        """
-        if not self._fitted:
-            raise InputError(f"encoder {self.name!r} is not fitted; call fit(values) first")
-        arr = _as_array(values)
-        shape = arr.shape
-        flat = arr.reshape(-1)
-        pos = self._index.get_indexer(flat)
-        missing = pos < 0
-        if missing.any():
-            bad = flat[np.flatnonzero(missing)[0]]
-            raise InputError(
-                f"field {self.name!r}: {int(missing.sum())} value(s) are not in the vocabulary, "
-                f"e.g. {_to_python(bad)!r} (type {type(_to_python(bad)).__name__}); fit the "
-                f"encoder on data that contains them, or drop those rows "
-                f"(vocabulary has {len(self._values)} ids)"
-            )
-        return (pos.astype(np.int64) + 1).reshape(shape)
-
-    def inverse(self, codes: Iterable[int] | np.ndarray) -> np.ndarray:
-        """Decode int codes (any shape) back to raw ids; ``0`` (padding) or out of range raises."""
-        arr = np.asarray(codes)
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise InputError(f"field {self.name!r}: codes must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64, copy=False)
-        bad = (arr < 1) | (arr > len(self._values))
-        if bad.any():
-            first = int(arr[bad].reshape(-1)[0])
-            raise InputError(
-                f"field {self.name!r}: code {first} has no raw id (valid codes are "
-                f"1..{len(self._values)}; 0 is padding); drop padding before decoding"
-            )
-        return self._values[arr - 1]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict; raw ids keep their type (int stays int, str stays str)."""
-        out: list[Any] = []
-        for value in self._values.tolist():
-            value = _to_python(value)
-            if not isinstance(value, _JSON_SCALARS):
-                raise InputError(
-                    f"field {self.name!r}: raw id {value!r} of type {type(value).__name__} "
-                    "cannot be saved as JSON; use str or int ids"
-                )
-            out.append(value)
-        return {"name": self.name, "id_type": self.id_type, "values": out}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> IdEncoder:
-        """Rebuild an encoder from :meth:`to_dict` output."""
-        try:
-            name, values = data["name"], data["values"]
-        except (KeyError, TypeError) as exc:
-            raise InputError(
-                f"encoder dict must have keys 'name' and 'values', got {data!r:.200}"
-            ) from exc
-        enc = cls(str(name))
-        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-        if ints and all(-(2**63) <= v < 2**63 for v in values):
-            arr: np.ndarray = np.asarray(values, dtype=np.int64)
-        else:  # str ids, or ints beyond int64 (kept as Python ints, never overflowing)
-            arr = np.empty(len(values), dtype=object)
-            arr[:] = list(values)
-        if len(pd.Index(arr).unique()) != len(arr):
-            raise InputError(f"encoder {name!r}: the saved values contain duplicates")
-        enc._set_values(arr)
-        return enc
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as JSON to ``path`` atomically (temp file + ``os.replace``)."""
-        write_text(Path(path), json.dumps(self.to_dict()))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> IdEncoder:
-        """Read an encoder written by :meth:`save`."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read encoder file {os.fspath(path)!r}: {exc}") from exc
-        return cls.from_dict(data)
 
 
 # --------------------------------------------------------------------------- vectorised helpers
@@ -449,7 +246,7 @@ def _side_codes(
     if not table.index.is_unique:
         dup = table.index[table.index.duplicated()][0]
         raise InputError(
-            f"interactions.{what} has a duplicated index value {_to_python(dup)!r}; the index "
+            f"interactions.{what} has a duplicated index value {to_python(dup)!r}; the index "
             f"must be the raw {what[:-1]} id, one row per {what[:-1]}"
         )
     skip = set(exclude)
@@ -487,24 +284,8 @@ def prepare(
             f"min_interactions must be >= 3 (one training, one validation and one test item "
             f"per user), got {min_interactions}"
         )
-    events = interactions.events
-    _check_events(events)
-    raw_users = events["user_id"].to_numpy()
-    raw_items = events["item_id"].to_numpy()
-
-    # Drop users below min_interactions.
-    user_counts = pd.Series(raw_users, copy=False).value_counts()
-    keep_users = user_counts.index[user_counts.to_numpy() >= min_interactions]
-    keep = pd.Index(keep_users).get_indexer(raw_users) >= 0
-    if not keep.any():
-        raise InputError(
-            f"no user has at least min_interactions={min_interactions} interactions "
-            f"({len(user_counts)} users, {len(events)} events); lower it with `rechub train "
-            "--min-interactions N` (config key data.min_interactions, at least 3) or use more data"
-        )
-    raw_users, raw_items = raw_users[keep], raw_items[keep]
-    timestamps = events["timestamp"].to_numpy()[keep]
-
+    _check_events(interactions.events)
+    raw_users, raw_items, timestamps = _active_users_events(interactions.events, min_interactions)
     user_enc = IdEncoder("user_id").fit(raw_users)
     item_enc = IdEncoder("item_id").fit(raw_items)
     users = user_enc.transform(raw_users)
@@ -532,13 +313,6 @@ def prepare(
     item_table: dict[str, np.ndarray] = {"item_id": np.arange(n_items + 1, dtype=np.int64)}
     for col, codes in item_side.items():
         item_table[col] = np.concatenate([np.zeros(1, dtype=np.int64), codes])
-    item_titles: np.ndarray | None = None
-    if interactions.items is not None and "title" in interactions.items.columns:
-        titles = interactions.items["title"].reindex(pd.Index(item_enc.classes))
-        item_titles = np.empty(n_items + 1, dtype=object)
-        item_titles[0] = ""
-        item_titles[1:] = titles.where(titles.notna(), "").astype(str).to_numpy()
-
     user_ids = np.arange(1, n_users + 1, dtype=np.int64)
 
     def user_features(user_codes: np.ndarray) -> dict[str, np.ndarray]:
@@ -561,15 +335,7 @@ def prepare(
     for col in item_side:
         train[col] = item_table[col][train["item_id"]]
 
-    # Sequence windows of L + 1 items covering every training target once: window k of a
-    # user ends k * L items before the end of its training items, so consecutive windows
-    # share one item (the last input of one is the first of the next).
-    n_train = train_end - starts  # (U,)
-    n_windows = np.maximum(1, -(-(n_train - 1) // max_len))  # ceil((m - 1) / L), >= 1
-    window_user = np.repeat(user_ids, n_windows)  # (W,)
-    first_window = np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
-    k = np.arange(len(window_user), dtype=np.int64) - first_window  # window index per user
-    window_end = train_end[window_user - 1] - k * max_len
+    window_user, window_end = _sequence_windows(starts, train_end, max_len)
     train_sequences = user_features(window_user)
     train_sequences["seq_item_id"] = trailing_windows(
         items, starts[window_user - 1], window_end, max_len + 1
@@ -598,6 +364,61 @@ def prepare(
         user_columns=tuple(user_side),
         item_columns=tuple(item_side),
         item_counts=item_counts,
-        item_titles=item_titles,
+        item_titles=_item_titles(interactions.items, item_enc),
         max_len=max_len,
     )
+
+
+def _active_users_events(
+    events: pd.DataFrame, min_interactions: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw user ids, item ids and timestamps ``(E,)`` of the events of users with at least
+    ``min_interactions`` events; raises :class:`InputError` naming the setting when none has."""
+    raw_users = events["user_id"].to_numpy()
+    user_counts = pd.Series(raw_users, copy=False).value_counts()
+    keep_users = user_counts.index[user_counts.to_numpy() >= min_interactions]
+    keep = pd.Index(keep_users).get_indexer(raw_users) >= 0
+    if not keep.any():
+        raise InputError(
+            f"no user has at least min_interactions={min_interactions} interactions "
+            f"({len(user_counts)} users, {len(events)} events); lower it with `rechub train "
+            "--min-interactions N` (config key data.min_interactions, at least 3) or use more data"
+        )
+    raw_items = events["item_id"].to_numpy()
+    return raw_users[keep], raw_items[keep], events["timestamp"].to_numpy()[keep]
+
+
+def _item_titles(items: pd.DataFrame | None, item_enc: IdEncoder) -> np.ndarray | None:
+    """``(n_items + 1,)`` object array of titles by item code ("" for padding and missing), or
+    None when the item table has no ``title`` column."""
+    if items is None or "title" not in items.columns:
+        return None
+    titles = items["title"].reindex(pd.Index(item_enc.classes))
+    item_titles = np.empty(len(item_enc), dtype=object)
+    item_titles[0] = ""
+    item_titles[1:] = titles.where(titles.notna(), "").astype(str).to_numpy()
+    return item_titles
+
+
+def _sequence_windows(
+    starts: np.ndarray, train_end: np.ndarray, max_len: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sequence windows of L + 1 items covering every training target once: window k of a user
+    ends k * L items before the end of its training items, so consecutive windows share one
+    item (the last input of one is the first of the next).
+
+    Args:
+        starts, train_end: ``(U,)`` first position and exclusive end of each user's training
+            items (user code u at index u - 1).
+    Returns:
+        ``(window_user, window_end)``, both ``(W,)``: the user code and the exclusive end
+        position of each window.
+    """
+    n_train = train_end - starts  # (U,)
+    n_windows = np.maximum(1, -(-(n_train - 1) // max_len))  # ceil((m - 1) / L), >= 1
+    user_ids = np.arange(1, len(starts) + 1, dtype=np.int64)
+    window_user = np.repeat(user_ids, n_windows)  # (W,)
+    first_window = np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    k = np.arange(len(window_user), dtype=np.int64) - first_window  # window index per user
+    window_end = train_end[window_user - 1] - k * max_len
+    return window_user, window_end
