@@ -20,7 +20,7 @@ from rechub_core.config import load_config
 from rechub_core.data import BatchLoader, MatchDataGenerator
 from rechub_core.errors import CheckpointError
 from rechub_core.features import SequenceFeature, SparseFeature
-from rechub_core.io import load_torch, remove_stale_temp_files, save_torch
+from rechub_core.io import load_torch, save_torch
 from rechub_core.runs import train_run
 from rechub_core.towers import ItemEmbeddingTower, MLPTower, TwoTowerModel
 from rechub_core.trainer import FORMAT_VERSION, MatchTrainer, load_weights
@@ -208,30 +208,3 @@ def test_a_full_disk_fails_before_training_starts(
         train_run(cfg, tmp_path / "run", verbose=False)
     assert time.perf_counter() - start < 5, "fails before preparing data or training"
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
-
-
-def test_a_write_that_fails_keeps_the_previous_file_and_says_why(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "checkpoint.pt"
-    save_torch(target, {"epoch": 1})
-
-    def disk_full(obj: object, f: object) -> None:
-        Path(str(f)).write_bytes(b"half a chec")
-        raise RuntimeError("[enforce fail at inline_container.cc] No space left on device")
-
-    monkeypatch.setattr(rechub_io.torch, "save", disk_full)
-    with pytest.raises(CheckpointError, match=r"cannot write .*checkpoint\.pt.*No space left"):
-        save_torch(target, {"epoch": 2})
-    monkeypatch.undo()
-    assert load_torch(target) == {"epoch": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
-
-
-def test_stale_temporary_files_are_removed(tmp_path: Path) -> None:
-    (tmp_path / ".model.pt.abc.tmp").write_bytes(b"x")
-    (tmp_path / "model.pt").write_bytes(b"keep")
-    (tmp_path / "notes.tmp").write_bytes(b"keep: not ours")
-    removed = remove_stale_temp_files(tmp_path)
-    assert [p.name for p in removed] == [".model.pt.abc.tmp"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "notes.tmp"]
