@@ -16,15 +16,15 @@ Writes ``cli_startup.json`` and ``cli_startup.md`` into ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import RESULTS, command_line, machine, machine_line, write_results
 
 BIN = Path(sys.executable).parent
 HEAVY = (
@@ -66,8 +66,10 @@ def _imported(argv: list[str]) -> list[str]:
     return [m for m in HEAVY if m in names]
 
 
-def measure(runs: int) -> dict[str, Any]:
-    """Wall times of every command over ``runs`` interleaved rounds, and what each imports."""
+def measure(runs: int, command: str) -> dict[str, Any]:
+    """Wall times of every command over ``runs`` interleaved rounds, and what each imports;
+    ``command`` is the command line that ran this benchmark (recorded)."""
+    info = machine()  # before the timed rounds: its load average is the one at start
     for argv in COMMANDS.values():  # warm the file cache once, untimed
         _wall(argv)
     load_before = os.getloadavg()
@@ -87,9 +89,8 @@ def measure(runs: int) -> dict[str, Any]:
         for name, ts in times.items()
     }
     return {
-        "command": f"python -m benchmarks.cli_startup --runs {runs}",
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "command": command,
+        "machine": info,
         "load_average_before": list(load_before),
         "load_average_after": list(load_after),
         "results": rows,
@@ -103,9 +104,11 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# rechub start-up time",
         "",
-        f"`{report['command']}` (Python {report['python']}, {report['machine']}; load average "
-        f"{before} before, {after} after). Wall seconds of a fresh process, "
+        f"`{report['command']}` (load average {before} before the timed rounds, {after} "
+        f"after). Wall seconds of a fresh process, "
         f"{len(next(iter(report['results'].values()))['runs'])} runs each, interleaved.",
+        "",
+        machine_line(report["machine"]),
         "",
         "| command | median s | min s | max s | heavy modules imported |",
         "|---|---|---|---|---|",
@@ -119,15 +122,13 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args()
-    report = measure(args.runs)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cli_startup.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "cli_startup.md").write_text(to_markdown(report))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    report = measure(args.runs, command_line("benchmarks.cli_startup", argv))
+    write_results("cli_startup", report, to_markdown(report), args.out)
     print(to_markdown(report))
 
 

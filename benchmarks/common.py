@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shlex
@@ -192,8 +193,8 @@ def write_results(
 
 
 def fmt(x: Any, digits: int = 2) -> str:
-    """A table cell: floats with ``digits`` decimals, None as ``-``."""
-    if x is None:
+    """A table cell: floats with ``digits`` decimals, None and NaN as ``-``."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     if isinstance(x, float):
         return f"{x:,.{digits}f}"

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -28,7 +25,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    command_line,
+    fmt,
+    machine,
+    machine_line,
+    peak_rss_self_mb,
+    write_results,
+)
+
 KS = (10, 20, 50)
 REPORTED = ["hit@10", "hit@20", "hit@50", "ndcg@10", "ndcg@20", "ndcg@50", "mrr@10"]
 VENVS = {
@@ -123,7 +130,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "train_seconds": float(sum(seconds)),
         "total_seconds": total,
         "eval_seconds": eval_seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_self_mb(),
         "error": None,
     }
 
@@ -212,29 +219,23 @@ def cached_external(results: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["library"], r["model"]): r for r in json.loads(path.read_text())["rows"]}
 
 
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and np.isnan(x)):
-        return "-"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
-
-
-def markdown(rows: list[dict[str, Any]], command: str, mostpop: dict[str, float]) -> str:
+def markdown(
+    rows: list[dict[str, Any]], command: str, mostpop: dict[str, float], info: dict[str, Any]
+) -> str:
     """The results table: ours next to each library's, with ratios ours / theirs."""
     ours = {r["model"]: r for r in rows if r["library"] == "rechub"}
     lines = [
         "# Quality, speed and memory on MovieLens-100K (protocol of DESIGN.md §4, full ranking)",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, torch {torch.__version__}; "
-        f"measured {time.strftime('%Y-%m-%d')}",
+        machine_line(info),
         "",
         "| library | model | "
         + " | ".join(REPORTED)
         + " | epochs | s/epoch | samples/s | peak MB | eval s | NDCG@10 ours/theirs |",
         "|---" * (len(REPORTED) + 8) + "|",
         "| MostPop | - | "
-        + " | ".join(_fmt(mostpop.get(k)) for k in REPORTED)
+        + " | ".join(fmt(mostpop.get(k), 4) for k in REPORTED)
         + " | - | - | - | - | - | - |",
     ]
     for r in rows:
@@ -246,14 +247,14 @@ def markdown(rows: list[dict[str, Any]], command: str, mostpop: dict[str, float]
             and r["model"] in ours
             and ours[r["model"]].get("metrics")
         ):
-            ratio = _fmt(ours[r["model"]]["metrics"]["ndcg@10"] / max(m["ndcg@10"], 1e-9), 2)
+            ratio = fmt(ours[r["model"]]["metrics"]["ndcg@10"] / max(m["ndcg@10"], 1e-9), 2)
         if r.get("error"):
             cells = [f"error: {str(r['error']).splitlines()[-1][:80]}"] + ["-"] * (
                 len(REPORTED) - 1
             )
         else:
-            cells = [_fmt(m.get(k)) for k in REPORTED]
-        epochs = _fmt(r.get("epochs"))
+            cells = [fmt(m.get(k), 4) for k in REPORTED]
+        epochs = fmt(r.get("epochs"))
         if r.get("best_epoch") is not None:  # early-stopping peers: which epoch was scored
             epochs += f" (best {r['best_epoch'] + 1})"
         if r.get("stopped"):
@@ -261,11 +262,11 @@ def markdown(rows: list[dict[str, Any]], command: str, mostpop: dict[str, float]
         lines.append(
             f"| {r['library']} | {r['model']} | "
             + " | ".join(cells)
-            + f" | {epochs} | {_fmt(r.get('seconds_per_epoch'), 1)} | "
-            f"{_fmt(r.get('samples_per_second'), 0)} | {_fmt(r.get('peak_rss_mb'), 0)} | "
-            f"{_fmt(r.get('eval_seconds'), 2)} | {ratio} |"
+            + f" | {epochs} | {fmt(r.get('seconds_per_epoch'), 1)} | "
+            f"{fmt(r.get('samples_per_second'), 0)} | {fmt(r.get('peak_rss_mb'), 0)} | "
+            f"{fmt(r.get('eval_seconds'), 2)} | {ratio} |"
         )
-    notes = Path(__file__).parent / "results" / "quality_notes.md"
+    notes = RESULTS / "quality_notes.md"
     if notes.exists():  # hand-written context for the table, kept next to it
         lines += ["", notes.read_text().rstrip()]
     return "\n".join(lines) + "\n"
@@ -319,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         models = list_components("model")
     else:  # "none" with --keep-others: re-tabulate (and score peers) without training ours
         models = [] if args.models == "none" else args.models.split(",")
+    info = machine()
     inter, data = prepared(args)
     rows: list[dict[str, Any]] = []
     passthrough = [
@@ -399,19 +401,16 @@ def main(argv: list[str] | None = None) -> None:
 
     t = data.test
     mostpop = most_popular_metrics(data.item_counts, t.target, t.seen_indptr, t.seen_indices, ks=KS)
-    out.mkdir(parents=True, exist_ok=True)
-    command = "python -m benchmarks.quality " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("benchmarks.quality", argv)
     if earlier_command:  # the training command first, then how the table was re-made
         if command not in earlier_command:
             command = f"{earlier_command}`, then `{command}"
         else:
             command = earlier_command
-    (out / "quality.json").write_text(
-        json.dumps({"command": command, "mostpop": mostpop, "rows": rows}, indent=2, default=str)
-        + "\n"
-    )
-    (out / "quality.md").write_text(markdown(rows, command, mostpop))
-    print((out / "quality.md").read_text())
+    table = markdown(rows, command, mostpop, info)
+    payload = {"command": command, "machine": info, "mostpop": mostpop, "rows": rows}
+    write_results("quality", payload, table, out)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import tempfile
 import time
 import traceback
@@ -36,8 +35,10 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "external"))
-from run_torch_rechub import (
+# run as a script, this file's folder (benchmarks/) is first on sys.path, so the package
+# benchmarks/external imports as ``external`` (in Torch-RecHub's virtualenv, where rechub's
+# ``benchmarks`` package is not installed)
+from external.run_torch_rechub import (
     EXAMPLE,
     ITEM_COL,
     USER_COL,
