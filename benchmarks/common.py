@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,23 @@ def write_results(
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     (out / f"{name}.md").write_text(markdown.rstrip() + "\n")
+
+
+def publish(
+    name: str,
+    module: str,
+    argv: Sequence[str] | None,
+    info: dict[str, Any],
+    res: dict[str, Any],
+    markdown: Callable[[dict[str, Any], str, dict[str, Any]], str],
+    out: Path | None = None,
+) -> str:
+    """Write ``NAME.json`` (the command, :func:`machine`'s ``info`` and ``res``) and ``NAME.md``
+    (``markdown(res, command, info)``) with :func:`write_results`; returns the markdown."""
+    command = command_line(module, argv)
+    md = markdown(res, command, info)
+    write_results(name, {"command": command, "machine": info, **res}, md, out)
+    return md
 
 
 def fmt(x: Any, digits: int = 2) -> str:

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import command_line, fmt, machine, machine_line, write_results
+from benchmarks.common import fmt, machine, machine_line, publish
 
 
 def mixture(
@@ -459,11 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     info = machine()
     res = run(args)
-    command = command_line("benchmarks.retrieval", argv)
-    payload = {"command": command, "machine": info, **res}
-    md = markdown(res, command, info)
-    write_results(args.name, payload, md, args.out)
-    print(md)
+    print(publish(args.name, "benchmarks.retrieval", argv, info, res, markdown, args.out))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import ROOT, WORK, command_line, machine, machine_line, write_results
+from benchmarks.common import ROOT, WORK, machine, machine_line, publish
 
 HOME = WORK / "serve"
 
@@ -409,11 +409,7 @@ def main(argv: list[str] | None = None) -> None:
         "scenarios": scenarios,
         "target": target,
     }
-    command = command_line("benchmarks.serve", argv)
-    payload = {"command": command, "machine": info, **res}
-    md = markdown(res, command, info)
-    write_results(args.name, payload, md, args.out)
-    print(md)
+    print(publish(args.name, "benchmarks.serve", argv, info, res, markdown, args.out))
 
 
 if __name__ == "__main__":

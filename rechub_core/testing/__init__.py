@@ -47,7 +47,7 @@ module may import it before ``pytest_plugins`` registers it without a warning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,37 +104,37 @@ def rechub_conformance_data() -> PreparedData:
     return conformance_data()
 
 
+def _failing_runner(
+    check: Callable[..., ConformanceReport], **defaults: Any
+) -> Callable[..., ConformanceReport]:
+    """``check`` with ``defaults`` for the keywords not given, failing the running test with
+    the report (each failed check and its fix) when a check fails."""
+
+    def run(subject: Any, **kwargs: Any) -> ConformanceReport:
+        report = check(subject, **{**defaults, **kwargs})
+        if not report.ok:
+            pytest.fail(str(report), pytrace=False)
+        return report
+
+    return run
+
+
 @pytest.fixture
 def rechub_conformance(
     tmp_path: Path, rechub_conformance_data: PreparedData
-) -> Iterator[Callable[..., ConformanceReport]]:
+) -> Callable[..., ConformanceReport]:
     """``rechub_conformance(model, **kwargs)`` runs :func:`check_model` in ``tmp_path`` and
     fails the test with the report (each failed check and its fix) when a check fails."""
-
-    def run(model: ModelSource, **kwargs: Any) -> ConformanceReport:
-        kwargs.setdefault("data", rechub_conformance_data)
-        kwargs.setdefault("workdir", tmp_path / "conformance")
-        report = check_model(model, **kwargs)
-        if not report.ok:
-            pytest.fail(str(report), pytrace=False)
-        return report
-
-    yield run
+    return _failing_runner(
+        check_model, data=rechub_conformance_data, workdir=tmp_path / "conformance"
+    )
 
 
 @pytest.fixture
-def rechub_index_conformance(tmp_path: Path) -> Iterator[Callable[..., ConformanceReport]]:
+def rechub_index_conformance(tmp_path: Path) -> Callable[..., ConformanceReport]:
     """``rechub_index_conformance(index, **kwargs)`` runs :func:`check_index` in ``tmp_path``
     and fails the test with the report when a check fails."""
-
-    def run(index: Any, **kwargs: Any) -> ConformanceReport:
-        kwargs.setdefault("workdir", tmp_path / "index-conformance")
-        report = check_index(index, **kwargs)
-        if not report.ok:
-            pytest.fail(str(report), pytrace=False)
-        return report
-
-    yield run
+    return _failing_runner(check_index, workdir=tmp_path / "index-conformance")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
