@@ -453,17 +453,21 @@ def _catalogue_markdown(result: dict[str, Any], args: argparse.Namespace) -> str
     by_phase = {r["phase"]: r for r in result["rows"]}
     streamed = next((r for p, r in by_phase.items() if p.endswith("save: flat")), None)
     previous = next((r for p, r in by_phase.items() if p.startswith("previous path")), None)
+    top = max(result["rows"], key=lambda r: r.get("peak_rss_mib", 0))
     lines += [
         "",
-        f"Whole process peak RSS: {result['process_peak_rss_mib']:,.0f} MiB (during data "
-        "preparation). The machine was shared with other jobs (load average above), which "
-        "slows every phase.",
+        f"Whole process peak RSS: {result['process_peak_rss_mib']:,.0f} MiB (highest sampled "
+        f"during: {top['phase']}). The machine was shared with other jobs (load average "
+        "above), which slows every phase.",
         "",
         "- Training: a step reads and writes only the embedding rows its batch touched (sparse "
         "gradients, row-wise Adam) and scores 512 shared negatives, so seconds per step no "
         "longer grow with the catalogue (before: dense (1M, D) gradients and Adam over every "
-        "row, 3.3 s a step, ~7.7 h an epoch); the full epoch is extrapolated from the measured "
-        "fraction, as marked.",
+        "row, 3.3 s a step, ~7.7 h an epoch). An epoch trained on a fraction of the rows is "
+        "extrapolated, as marked; with `--epoch-fraction 1.0` the whole epoch is measured.",
+        "- Data-parallel (`--nproc 2`, gloo): DDP all-reduces dense gradients, so under DDP "
+        "the large tables keep dense gradients (only the optimizer is row-wise): a (1M, D) "
+        "all-reduce a step; not measured at this size.",
     ]
     if streamed and previous:
         lines.append(
@@ -582,6 +586,7 @@ def _toys_markdown(result: dict[str, Any], title: str = "") -> str:
                 f"- {model}: new/old speed-up {ratio_t:.1f}x per training epoch, "
                 f"{ratio_f:.1f}x per epoch with validation."
             )
+    lines += [f"- Note (added by hand): {note}" for note in result.get("notes", [])]
     lines.append("")
     return "\n".join(lines)
 
