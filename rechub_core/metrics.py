@@ -246,46 +246,14 @@ def target_ranks(
     Returns:
         ``(U,)`` int64 ranks on ``user_vectors.device``, each in ``0 .. N-1``.
     """
-    user_vectors = _as_tensor(user_vectors, "user_vectors")
-    item_vectors = _as_tensor(item_vectors, "item_vectors")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
         raise InputError(
             f"chunk_size: expected a positive int (users per chunk), got {chunk_size!r}"
         )
-    if user_vectors.dim() not in (2, 3):
-        raise InputError(
-            "user_vectors: expected shape (users, dim) or multi-interest (users, interests, dim), "
-            f"got {tuple(user_vectors.shape)}"
-        )
-    if item_vectors.dim() != 2:
-        raise InputError(
-            f"item_vectors: expected shape (n_items + 1, dim) with row 0 = padding, "
-            f"got {tuple(item_vectors.shape)}"
-        )
-    for name, t in (("user_vectors", user_vectors), ("item_vectors", item_vectors)):
-        if not t.dtype.is_floating_point:
-            raise InputError(f"{name}: expected a floating-point tensor, got dtype {t.dtype}")
-    if user_vectors.shape[-1] != item_vectors.shape[1]:
-        raise InputError(
-            f"user_vectors/item_vectors: embedding dims differ (user dim {user_vectors.shape[-1]}, "
-            f"item dim {item_vectors.shape[1]}); both towers must output the same dim"
-        )
-    if user_vectors.dim() == 3 and user_vectors.shape[1] == 0:
-        raise InputError("user_vectors: multi-interest tensor with 0 interests")
+    user_vectors, item_vectors = _checked_vectors(user_vectors, item_vectors)
     n_rows = item_vectors.shape[0]
     n_items = n_rows - 1
-    if n_items < 1:
-        raise InputError(
-            f"item_vectors: need row 0 (padding) plus at least one item, got {n_rows} rows"
-        )
     n_users = user_vectors.shape[0]
-    if n_users == 0:
-        raise InputError("user_vectors: no users; metrics are means over users")
-    if not bool(torch.isfinite(user_vectors).all()):
-        raise InputError("user_vectors: contains NaN or infinite values; check the user tower")
-    # row 0 (padding) is never ranked, so its values do not matter
-    if not bool(torch.isfinite(item_vectors[1:]).all()):
-        raise InputError("item_vectors: contains NaN or infinite values; check the item tower")
 
     device = user_vectors.device
     dtype = torch.promote_types(user_vectors.dtype, item_vectors.dtype)
@@ -307,13 +275,7 @@ def target_ranks(
     ranks = torch.empty(n_users, dtype=torch.long, device=device)
     for start in range(0, n_users, chunk_size):
         stop = min(start + chunk_size, n_users)
-        u = users[start:stop]
-        if u.dim() == 2:
-            scores = u @ items_t  # (c, N+1)
-        else:  # multi-interest: running max over interests keeps memory at (c, N+1)
-            scores = u[:, 0] @ items_t
-            for i in range(1, u.shape[1]):
-                torch.maximum(scores, u[:, i] @ items_t, out=scores)
+        scores = _scores(users[start:stop], items_t)  # (c, N+1)
         c = stop - start
         rows = torch.arange(c, device=device)
         target_score = scores[rows, targets[start:stop]].clone()
@@ -328,6 +290,59 @@ def target_ranks(
         # also "seen" is ranked as usual
         ranks[start:stop] = torch.count_nonzero(scores > target_score[:, None], dim=1)
     return ranks
+
+
+def _checked_vectors(user_vectors: Tensor, item_vectors: Tensor) -> tuple[Tensor, Tensor]:
+    """``user_vectors`` ``(U, D)`` or ``(U, K, D)`` and ``item_vectors`` ``(N + 1, D)`` as
+    tensors, after checking shapes, dtypes, sizes and finiteness (:class:`InputError` naming
+    the argument otherwise)."""
+    user_vectors = _as_tensor(user_vectors, "user_vectors")
+    item_vectors = _as_tensor(item_vectors, "item_vectors")
+    if user_vectors.dim() not in (2, 3):
+        raise InputError(
+            "user_vectors: expected shape (users, dim) or multi-interest (users, interests, dim), "
+            f"got {tuple(user_vectors.shape)}"
+        )
+    if item_vectors.dim() != 2:
+        raise InputError(
+            f"item_vectors: expected shape (n_items + 1, dim) with row 0 = padding, "
+            f"got {tuple(item_vectors.shape)}"
+        )
+    for name, t in (("user_vectors", user_vectors), ("item_vectors", item_vectors)):
+        if not t.dtype.is_floating_point:
+            raise InputError(f"{name}: expected a floating-point tensor, got dtype {t.dtype}")
+    if user_vectors.shape[-1] != item_vectors.shape[1]:
+        raise InputError(
+            f"user_vectors/item_vectors: embedding dims differ (user dim {user_vectors.shape[-1]}, "
+            f"item dim {item_vectors.shape[1]}); both towers must output the same dim"
+        )
+    if user_vectors.dim() == 3 and user_vectors.shape[1] == 0:
+        raise InputError("user_vectors: multi-interest tensor with 0 interests")
+    n_rows = item_vectors.shape[0]
+    if n_rows - 1 < 1:
+        raise InputError(
+            f"item_vectors: need row 0 (padding) plus at least one item, got {n_rows} rows"
+        )
+    if user_vectors.shape[0] == 0:
+        raise InputError("user_vectors: no users; metrics are means over users")
+    if not bool(torch.isfinite(user_vectors).all()):
+        raise InputError("user_vectors: contains NaN or infinite values; check the user tower")
+    # row 0 (padding) is never ranked, so its values do not matter
+    if not bool(torch.isfinite(item_vectors[1:]).all()):
+        raise InputError("item_vectors: contains NaN or infinite values; check the item tower")
+    return user_vectors, item_vectors
+
+
+def _scores(u: Tensor, items_t: Tensor) -> Tensor:
+    """``(c, N + 1)`` scores of users ``u`` ``(c, D)`` against ``items_t`` ``(D, N + 1)``; for
+    multi-interest ``u`` ``(c, K, D)`` the best interest's score (a running max over interests
+    keeps memory at ``(c, N + 1)``)."""
+    if u.dim() == 2:
+        return u @ items_t
+    scores = u[:, 0] @ items_t
+    for i in range(1, u.shape[1]):
+        torch.maximum(scores, u[:, i] @ items_t, out=scores)
+    return scores
 
 
 def full_ranking_metrics(
