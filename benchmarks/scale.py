@@ -465,9 +465,9 @@ def _catalogue_markdown(result: dict[str, Any], args: argparse.Namespace) -> str
         "longer grow with the catalogue (before: dense (1M, D) gradients and Adam over every "
         "row, 3.3 s a step, ~7.7 h an epoch). An epoch trained on a fraction of the rows is "
         "extrapolated, as marked; with `--epoch-fraction 1.0` the whole epoch is measured.",
-        "- Data-parallel (`--nproc 2`, gloo): DDP all-reduces dense gradients, so under DDP "
-        "the large tables keep dense gradients (only the optimizer is row-wise): a (1M, D) "
-        "all-reduce a step; not measured at this size.",
+        "- Data-parallel (`--nproc 2`, gloo): the tables keep sparse gradients (gloo "
+        "all-reduces them; tested equal to one process in tests/test_sparse.py); not measured "
+        "at this size.",
     ]
     if streamed and previous:
         lines.append(

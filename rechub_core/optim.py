@@ -7,10 +7,11 @@ whose gradient is non-zero (the rows the batch read), like ``torch.optim.SparseA
 Adam") but from the dense gradients the model's embedding layers produce, so no layer has to
 emit sparse gradients, DDP's all-reduce works unchanged, and the state is an ordinary
 optimizer state (``exp_avg``, ``exp_avg_sq``, ``step``) that checkpoints and resumes.
-Other parameters get the standard Adam update. In one process the large tables also switch to
-sparse gradients (:func:`use_sparse_gradients`), so no step allocates a dense ``(rows, D)``
-gradient either (at 1M x 64 that allocation alone cost ~1 s a step); under DDP they keep dense
-gradients, which the all-reduce needs, and only the optimizer is row-wise.
+Other parameters get the standard Adam update. The large tables also switch to sparse
+gradients (:func:`use_sparse_gradients`), so no step allocates a dense ``(rows, D)`` gradient
+either (at 1M x 64 that allocation alone cost ~1 s a step), in one process and under DDP with
+gloo (which all-reduces sparse gradients); under DDP with NCCL, which cannot, they keep dense
+gradients and only the optimizer is row-wise.
 
 On a row's first update both match Adam exactly; afterwards a row is only decayed when it is
 touched (an untouched row keeps its weights and moments), which is the lazy-Adam semantics
@@ -140,7 +141,7 @@ def use_sparse_gradients(model: nn.Module, min_rows: int = SPARSE_MIN_ROWS) -> i
     """Switch the model's ``nn.Embedding`` tables with at least ``min_rows`` rows to sparse
     gradients (``sparse=True``: the backward builds a COO gradient of the rows read, never a
     dense ``(rows, D)`` one; the pooled history lookup honours the flag too). Returns how many
-    tables were switched. Not under DDP, whose all-reduce wants dense gradients."""
+    tables were switched. Not under DDP with NCCL, whose all-reduce wants dense gradients."""
     n = 0
     for module in model.modules():
         if isinstance(module, nn.Embedding) and module.num_embeddings >= min_rows:

@@ -213,7 +213,9 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
             groups = rowwise_param_groups(self.model, min_rows)
             if groups is not None:
                 optimizer_fn = RowwiseAdam
-                if not self.dist.enabled:  # DDP all-reduces dense gradients: keep them there
+                # gloo all-reduces sparse gradients (DDP gathers them); NCCL cannot: keep
+                # dense gradients there (the optimizer stays row-wise)
+                if not self.dist.enabled or self.dist.backend == "gloo":
                     use_sparse_gradients(self.model, min_rows)
                 log.info(
                     "optimizer: row-wise lazy Adam on %d embedding table(s)",
