@@ -216,7 +216,15 @@ _EVENT_COLUMNS = ("user_id", "item_id", "timestamp")
 _RESERVED = frozenset({"user_id", "item_id", "hist_item_id", "seq_item_id", "timestamp"})
 
 
-def _check_events(events: pd.DataFrame) -> None:
+def _check_events(events: pd.DataFrame, max_len: int, min_interactions: int) -> None:
+    """:func:`prepare`'s arguments: the settings' ranges, the event columns, no missing ids."""
+    if max_len < 1:
+        raise InputError(f"max_len must be >= 1, got {max_len}")
+    if min_interactions < 3:
+        raise InputError(
+            f"min_interactions must be >= 3 (one training, one validation and one test item "
+            f"per user), got {min_interactions}"
+        )
     missing = [c for c in _EVENT_COLUMNS if c not in events.columns]
     if missing:
         raise InputError(
@@ -277,28 +285,14 @@ def prepare(
     interactions are dropped (at least 3: one training item, a validation and a test item).
     Returns :class:`PreparedData`; all id arrays are int64 codes, 0 = padding.
     """
-    if max_len < 1:
-        raise InputError(f"max_len must be >= 1, got {max_len}")
-    if min_interactions < 3:
-        raise InputError(
-            f"min_interactions must be >= 3 (one training, one validation and one test item "
-            f"per user), got {min_interactions}"
-        )
-    _check_events(interactions.events)
+    _check_events(interactions.events, max_len, min_interactions)
     raw_users, raw_items, timestamps = _active_users_events(interactions.events, min_interactions)
     user_enc = IdEncoder("user_id").fit(raw_users)
     item_enc = IdEncoder("item_id").fit(raw_items)
-    users = user_enc.transform(raw_users)
-    items = item_enc.transform(raw_items)
     n_users, n_items = len(user_enc) - 1, len(item_enc) - 1
-
-    # Order by (user, timestamp, raw item id). Item codes follow raw-id order.
-    if np.issubdtype(timestamps.dtype, np.number) or np.issubdtype(timestamps.dtype, np.datetime64):
-        time_key = timestamps
-    else:
-        time_key = pd.factorize(pd.Series(timestamps, copy=False), sort=True)[0]
-    order = user_time_item_order(users, time_key, items, n_users, n_items)
-    users, items = users[order], items[order]
+    users, items = _ordered_codes(
+        user_enc.transform(raw_users), item_enc.transform(raw_items), timestamps, n_users, n_items
+    )
 
     indptr = group_indptr(users - 1, n_users)
     starts, ends = indptr[:-1], indptr[1:]
@@ -311,29 +305,23 @@ def prepare(
     title_col = ("title",) if interactions.items is not None else ()
     item_side = _side_codes(interactions.items, item_enc.classes, "items", encoders, title_col)
     item_table: dict[str, np.ndarray] = {"item_id": np.arange(n_items + 1, dtype=np.int64)}
-    for col, codes in item_side.items():
-        item_table[col] = np.concatenate([np.zeros(1, dtype=np.int64), codes])
+    item_table |= {c: np.concatenate([np.zeros(1, np.int64), v]) for c, v in item_side.items()}
     user_ids = np.arange(1, n_users + 1, dtype=np.int64)
 
     def user_features(user_codes: np.ndarray) -> dict[str, np.ndarray]:
-        out = {"user_id": user_codes}
-        for col, codes in user_side.items():
-            out[col] = codes[user_codes - 1]
-        return out
+        return {"user_id": user_codes} | {c: v[user_codes - 1] for c, v in user_side.items()}
 
-    # Training samples: every training position except each user's first.
     is_train = np.ones(len(items), dtype=bool)
     is_train[val_pos] = False
     is_train[test_pos] = False
+    # Training samples: every training position except each user's first.
     sample_mask = is_train.copy()
     sample_mask[starts] = False
     sample_pos = np.flatnonzero(sample_mask)
     sample_user = users[sample_pos]
     train = user_features(sample_user)
     train["hist_item_id"] = trailing_windows(items, starts[sample_user - 1], sample_pos, max_len)
-    train["item_id"] = items[sample_pos]
-    for col in item_side:
-        train[col] = item_table[col][train["item_id"]]
+    train |= {c: v[items[sample_pos]] for c, v in item_table.items()}  # item_id and side columns
 
     window_user, window_end = _sequence_windows(starts, train_end, max_len)
     train_sequences = user_features(window_user)
@@ -347,8 +335,7 @@ def prepare(
         seen_indptr, seen_indices = segments_to_csr(items, starts, hist_end)
         return EvalSplit(feats, items[target_pos], seen_indptr, seen_indices)
 
-    val = split(train_end, val_pos)
-    test = split(train_end + 1, test_pos)
+    val, test = split(train_end, val_pos), split(train_end + 1, test_pos)
 
     item_counts = np.bincount(items[is_train], minlength=n_items + 1).astype(np.int64)
     vocab = {name: len(enc) for name, enc in encoders.items()}
@@ -367,6 +354,19 @@ def prepare(
         item_titles=_item_titles(interactions.items, item_enc),
         max_len=max_len,
     )
+
+
+def _ordered_codes(
+    users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, n_users: int, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """User and item codes ``(E,)`` ordered by (user, timestamp, raw item id); item codes
+    follow raw-id order, so the raw id breaks ties in the timestamp."""
+    if np.issubdtype(timestamps.dtype, np.number) or np.issubdtype(timestamps.dtype, np.datetime64):
+        time_key = timestamps
+    else:
+        time_key = pd.factorize(pd.Series(timestamps, copy=False), sort=True)[0]
+    order = user_time_item_order(users, time_key, items, n_users, n_items)
+    return users[order], items[order]
 
 
 def _active_users_events(
