@@ -291,3 +291,30 @@ def test_length_buckets_visit_every_row_once_in_similar_length_batches() -> None
     assert torch.equal(rows, again)
     bucketed.set_epoch(1)
     assert not torch.equal(rows, torch.cat([b["row"] for b in bucketed]))
+
+
+def test_thread_rule_never_oversubscribes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rechub_core import threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    assert threads.pick_threads(load=0.1)[0] == 2  # idle 2-core machine
+    assert threads.pick_threads(load=1.0)[0] == 1  # one other busy job
+    assert threads.pick_threads(load=6.0)[0] == 1  # never below 1
+    assert threads.pick_threads(processes=2, load=0.0)[0] == 1  # two DDP ranks share 2 cores
+    assert threads.pick_threads(3, load=6.0) == (3, "requested")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.pick_threads(load=0.0) == (1, "OMP_NUM_THREADS")
+    with pytest.raises(InputError, match="threads must be >= 1"):
+        threads.pick_threads(0)
+
+
+def test_trainer_threads_argument(tmp_path: Path, synthetic: PreparedData) -> None:
+    before = torch.get_num_threads()
+    try:
+        trainer = MatchTrainer(small_model(synthetic), model_path=tmp_path, threads=1)
+        assert trainer.threads == 1 and torch.get_num_threads() == 1
+        with pytest.raises(InputError, match="count or 'auto'"):
+            MatchTrainer(small_model(synthetic), model_path=tmp_path, threads="many")
+    finally:
+        torch.set_num_threads(before)
