@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from rechub_core.model import MatchModel
 from rechub_core.testing._context import (
     ATOL,
     ITEM_ROWS,
@@ -84,12 +85,19 @@ def _check_shapes(ctx: Context) -> None:
         )
 
 
-def _check_padding(ctx: Context) -> None:
+def _with_sequences(ctx: Context) -> tuple[MatchModel, dict[str, Tensor], list[str]]:
+    """A fresh model in eval mode, a user batch and its sequence features' names; skips the
+    check (:class:`CheckSkipped`) when the user side has none."""
     model = ctx.build().eval()
     users = ctx.users()
     names = user_sequences(model, users)
     if not names:
         raise CheckSkipped("the user side has no sequence features")
+    return model, users, names
+
+
+def _check_padding(ctx: Context) -> None:
+    model, users, names = _with_sequences(ctx)
     for name in names:
         seq = users[name]  # (B, L), right-padded
         width = seq.shape[1]
@@ -121,11 +129,7 @@ def _check_padding(ctx: Context) -> None:
 
 
 def _check_recency(ctx: Context) -> None:
-    model = ctx.build().eval()
-    users = ctx.users()
-    names = user_sequences(model, users)
-    if not names:
-        raise CheckSkipped("the user side has no sequence features")
+    model, users, names = _with_sequences(ctx)
     vocab = {f.name: getattr(f, "vocab_size", 2) for f in model.user_features}
     gen = torch.Generator().manual_seed(0)
     for name in names:
