@@ -58,45 +58,43 @@ def _plugins_table(infos: list[Any]) -> Table:
     return table
 
 
+def list_plugins(
+    all_: Annotated[bool, typer.Option("--all", help="Also show the core's built-ins.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Installed plugins: package, version, status and what each registers."""
+    _list_plugins(all_, as_json)
+
+
+def list_components_cmd(
+    kind: Annotated[
+        str | None, typer.Argument(help="tower, encoder, loss, sampler, index or model")
+    ] = None,
+    pattern: Annotated[str | None, typer.Option(help="Glob on names, e.g. '*softmax*'.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Registered component names by kind."""
+    from rechub_core.plugins import list_components
+    from rechub_core.specs import KINDS
+
+    try:
+        kinds = [kind] if kind else list(KINDS)
+        found = {k: list_components(k, pattern) for k in kinds}
+    except RechubError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    table = _common._titled_table("rechub components")
+    table.add_column("kind")
+    table.add_column("names")
+    for k, names in found.items():
+        table.add_row(k, ", ".join(names) or "-")
+    _common.console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add the plugin listing commands to ``app``."""
-
-    @app.command("list-plugins")
-    def list_plugins(
-        all_: Annotated[
-            bool, typer.Option("--all", help="Also show the core's built-ins.")
-        ] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    ) -> None:
-        """Installed plugins: package, version, status and what each registers."""
-        _list_plugins(all_, as_json)
-
-    @app.command("list-components")
-    def list_components_cmd(
-        kind: Annotated[
-            str | None, typer.Argument(help="tower, encoder, loss, sampler, index or model")
-        ] = None,
-        pattern: Annotated[
-            str | None, typer.Option(help="Glob on names, e.g. '*softmax*'.")
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    ) -> None:
-        """Registered component names by kind."""
-        from rechub_core.plugins import list_components
-        from rechub_core.specs import KINDS
-
-        try:
-            kinds = [kind] if kind else list(KINDS)
-            found = {k: list_components(k, pattern) for k in kinds}
-        except RechubError as exc:
-            _fail(exc)
-            return
-        if as_json:
-            typer.echo(json.dumps(found, indent=2))
-            return
-        table = _common._titled_table("rechub components")
-        table.add_column("kind")
-        table.add_column("names")
-        for k, names in found.items():
-            table.add_row(k, ", ".join(names) or "-")
-        _common.console.print(table)
+    app.command("list-plugins")(list_plugins)
+    app.command("list-components")(list_components_cmd)

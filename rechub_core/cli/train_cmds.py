@@ -130,194 +130,188 @@ def _demo_expectation(name: str, epochs: int) -> str:
     )
 
 
+def train(
+    config: Annotated[
+        Path | None, typer.Argument(help="A TOML/JSON run config (optional).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Registered model name, e.g. DSSM.")] = None,
+    index: Annotated[
+        str | None,
+        typer.Option(
+            help="Item index to build: exact, faiss or a plugin's (annoy, ...); its params "
+            "come from the config's [index] when it names the same index."
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="synthetic | movielens-100k | PATH to a CSV/parquet log | PATH.txt with "
+            "one line per user: 'user item item ...' in time order."
+        ),
+    ] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Folder of MovieLens-100K.")] = None,
+    download: Annotated[bool | None, typer.Option(help="Fetch MovieLens-100K if absent.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: to early stopping).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    max_len: Annotated[int | None, typer.Option(help="History length.")] = None,
+    user_col: Annotated[str | None, typer.Option(help="User column of a log file.")] = None,
+    item_col: Annotated[str | None, typer.Option(help="Item column of a log file.")] = None,
+    time_col: Annotated[str | None, typer.Option(help="Time column of a log file.")] = None,
+    min_interactions: Annotated[
+        int | None,
+        typer.Option(help="Drop users with fewer interactions (at least 3; default 5)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Run folder to write.")] = Path("runs/latest"),
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Replace an --out folder that is not a rechub run (its files are moved "
+            "to OUT.replaced-TIME)."
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue a killed run from its checkpoint in OUT.staging (config: "
+            "OUT.staging/config.toml unless given)."
+        ),
+    ] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            help="Train data-parallel in NPROC processes on this machine (starts torchrun; "
+            "gloo on CPU, NCCL on CUDA)."
+        ),
+    ] = None,
+    gather_negatives: Annotated[
+        bool | None,
+        typer.Option(
+            help="Data-parallel with an in-batch sampler: use every rank's positives as "
+            "negatives (all-gather)."
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Intra-op threads per process (default: the cores this process may use "
+            "minus the machine's load; the choice is logged)."
+        ),
+    ] = None,
+) -> None:
+    """Train a model; writes a run folder (config, encoders, weights, metrics, curve, index)."""
+    from rechub_core import distributed
+    from rechub_core.runs import train_run
+
+    _configure_logging(not quiet)
+    try:
+        cfg = _train_config(
+            config,
+            {
+                "data": {
+                    "source": data,
+                    "data_dir": data_dir,
+                    "download": download,
+                    "max_len": max_len,
+                    "user_col": user_col,
+                    "item_col": item_col,
+                    "time_col": time_col,
+                    "min_interactions": min_interactions,
+                },
+                "train": {
+                    "epochs": epochs,
+                    "seed": seed,
+                    "batch_size": batch_size,
+                    "lr": lr,
+                    "device": device,
+                    "gather_negatives": gather_negatives,
+                    "threads": threads,
+                },
+            },
+            model,
+            out,
+            resume,
+        )
+        cfg = _with_index(cfg, index)
+        if nproc is not None and nproc > 1 and distributed.env_world_size() <= 1:
+            _launch_workers(cfg, out, nproc, resume, quiet, force)
+            return
+        ctx, _ = distributed.setup(cfg.train.device)
+        result = train_run(cfg, out, verbose=not quiet, resume=resume, force=force)
+    except RechubError as exc:
+        _fail(exc)
+        return
+    finally:
+        distributed.shutdown()
+    if ctx.is_main:
+        _print_result(cfg.model.name, cfg.data.source, result.metrics, result.mostpop, out)
+
+
+def demo(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model to train (default: the first installed of SASRec, YoutubeDNN, DSSM)."
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs (default: the model's demo budget).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/demo"),
+) -> None:
+    """Train on the built-in synthetic data; print metrics next to MostPop and a few users'
+    recommendations."""
+    from rechub_core.config import ComponentConfig, DataConfig, RunConfig, TrainConfig
+    from rechub_core.plugins import list_components
+    from rechub_core.runs import load_run, train_run
+    from rechub_core.runs import recall as do_recall
+
+    _configure_logging(True)
+    try:
+        available = {n.lower(): n for n in list_components("model")}
+        name = model or next(
+            (available[n] for n in ("sasrec", "youtubednn", "dssm") if n in available), None
+        )
+        if name is None:
+            raise RechubError(
+                "no model plugin is installed; install one, e.g. "
+                "`pip install -e plugins/rechub_plugins_dssm`"
+            )
+        if epochs is not None and epochs < 1:
+            raise RechubError(f"--epochs must be at least 1, got {epochs}; pass --epochs 1 or more")
+        cfg = RunConfig(
+            model=ComponentConfig(name),
+            data=DataConfig(source="synthetic"),
+            train=TrainConfig(epochs=epochs or DEMO_EPOCHS),
+        )
+        _common.console.print(_demo_expectation(name, epochs or DEMO_EPOCHS), highlight=False)
+        start = time.perf_counter()
+        result = train_run(cfg, out, verbose=True)
+        seconds = time.perf_counter() - start
+        _common.console.print(
+            _metrics_table(
+                f"{name} on synthetic data (test, full ranking; trained in {seconds:.0f}s)",
+                {name: result.metrics, "MostPop": result.mostpop},
+                METRIC_KEYS,
+            )
+        )
+        loaded = load_run(out)
+        first = loaded.encoders["user_id"].inverse(loaded.users["inputs"]["user_id"][:3].numpy())
+        frame = do_recall(loaded, list(first), 5)
+    except RechubError as exc:
+        _fail(exc)
+        return
+    for uid, group in frame.groupby("user_id", sort=False):
+        _common.console.print(f"user {uid}: " + ", ".join(str(i) for i in group["item_id"]))
+    _common.console.print(
+        f"run folder: {out}  (try: {_common.invoked_as()} recall {out} --user {first[0]} -k 10)"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the training commands to ``app``."""
-
-    @app.command()
-    def train(
-        config: Annotated[
-            Path | None, typer.Argument(help="A TOML/JSON run config (optional).")
-        ] = None,
-        model: Annotated[str | None, typer.Option(help="Registered model name, e.g. DSSM.")] = None,
-        index: Annotated[
-            str | None,
-            typer.Option(
-                help="Item index to build: exact, faiss or a plugin's (annoy, ...); its params "
-                "come from the config's [index] when it names the same index."
-            ),
-        ] = None,
-        data: Annotated[
-            str | None,
-            typer.Option(
-                help="synthetic | movielens-100k | PATH to a CSV/parquet log | PATH.txt with "
-                "one line per user: 'user item item ...' in time order."
-            ),
-        ] = None,
-        data_dir: Annotated[str | None, typer.Option(help="Folder of MovieLens-100K.")] = None,
-        download: Annotated[
-            bool | None, typer.Option(help="Fetch MovieLens-100K if absent.")
-        ] = None,
-        epochs: Annotated[
-            int | None, typer.Option(help="Epochs (default: to early stopping).")
-        ] = None,
-        seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
-        batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
-        lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-        device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
-        max_len: Annotated[int | None, typer.Option(help="History length.")] = None,
-        user_col: Annotated[str | None, typer.Option(help="User column of a log file.")] = None,
-        item_col: Annotated[str | None, typer.Option(help="Item column of a log file.")] = None,
-        time_col: Annotated[str | None, typer.Option(help="Time column of a log file.")] = None,
-        min_interactions: Annotated[
-            int | None,
-            typer.Option(help="Drop users with fewer interactions (at least 3; default 5)."),
-        ] = None,
-        out: Annotated[Path, typer.Option(help="Run folder to write.")] = Path("runs/latest"),
-        force: Annotated[
-            bool,
-            typer.Option(
-                help="Replace an --out folder that is not a rechub run (its files are moved "
-                "to OUT.replaced-TIME)."
-            ),
-        ] = False,
-        quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
-        resume: Annotated[
-            bool,
-            typer.Option(
-                help="Continue a killed run from its checkpoint in OUT.staging (config: "
-                "OUT.staging/config.toml unless given)."
-            ),
-        ] = False,
-        nproc: Annotated[
-            int | None,
-            typer.Option(
-                help="Train data-parallel in NPROC processes on this machine (starts torchrun; "
-                "gloo on CPU, NCCL on CUDA)."
-            ),
-        ] = None,
-        gather_negatives: Annotated[
-            bool | None,
-            typer.Option(
-                help="Data-parallel with an in-batch sampler: use every rank's positives as "
-                "negatives (all-gather)."
-            ),
-        ] = None,
-        threads: Annotated[
-            int | None,
-            typer.Option(
-                help="Intra-op threads per process (default: the cores this process may use "
-                "minus the machine's load; the choice is logged)."
-            ),
-        ] = None,
-    ) -> None:
-        """Train a model; writes a run folder (config, encoders, weights, metrics, curve, index)."""
-        from rechub_core import distributed
-        from rechub_core.runs import train_run
-
-        _configure_logging(not quiet)
-        try:
-            cfg = _train_config(
-                config,
-                {
-                    "data": {
-                        "source": data,
-                        "data_dir": data_dir,
-                        "download": download,
-                        "max_len": max_len,
-                        "user_col": user_col,
-                        "item_col": item_col,
-                        "time_col": time_col,
-                        "min_interactions": min_interactions,
-                    },
-                    "train": {
-                        "epochs": epochs,
-                        "seed": seed,
-                        "batch_size": batch_size,
-                        "lr": lr,
-                        "device": device,
-                        "gather_negatives": gather_negatives,
-                        "threads": threads,
-                    },
-                },
-                model,
-                out,
-                resume,
-            )
-            cfg = _with_index(cfg, index)
-            if nproc is not None and nproc > 1 and distributed.env_world_size() <= 1:
-                _launch_workers(cfg, out, nproc, resume, quiet, force)
-                return
-            ctx, _ = distributed.setup(cfg.train.device)
-            result = train_run(cfg, out, verbose=not quiet, resume=resume, force=force)
-        except RechubError as exc:
-            _fail(exc)
-            return
-        finally:
-            distributed.shutdown()
-        if ctx.is_main:
-            _print_result(cfg.model.name, cfg.data.source, result.metrics, result.mostpop, out)
-
-    @app.command()
-    def demo(
-        model: Annotated[
-            str | None,
-            typer.Option(
-                help="Model to train (default: the first installed of SASRec, YoutubeDNN, DSSM)."
-            ),
-        ] = None,
-        epochs: Annotated[
-            int | None, typer.Option(help="Epochs (default: the model's demo budget).")
-        ] = None,
-        out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/demo"),
-    ) -> None:
-        """Train on the built-in synthetic data; print metrics next to MostPop and a few users'
-        recommendations."""
-        from rechub_core.config import ComponentConfig, DataConfig, RunConfig, TrainConfig
-        from rechub_core.plugins import list_components
-        from rechub_core.runs import load_run, train_run
-        from rechub_core.runs import recall as do_recall
-
-        _configure_logging(True)
-        try:
-            available = {n.lower(): n for n in list_components("model")}
-            name = model or next(
-                (available[n] for n in ("sasrec", "youtubednn", "dssm") if n in available), None
-            )
-            if name is None:
-                raise RechubError(
-                    "no model plugin is installed; install one, e.g. "
-                    "`pip install -e plugins/rechub_plugins_dssm`"
-                )
-            if epochs is not None and epochs < 1:
-                raise RechubError(
-                    f"--epochs must be at least 1, got {epochs}; pass --epochs 1 or more"
-                )
-            cfg = RunConfig(
-                model=ComponentConfig(name),
-                data=DataConfig(source="synthetic"),
-                train=TrainConfig(epochs=epochs or DEMO_EPOCHS),
-            )
-            _common.console.print(_demo_expectation(name, epochs or DEMO_EPOCHS), highlight=False)
-            start = time.perf_counter()
-            result = train_run(cfg, out, verbose=True)
-            seconds = time.perf_counter() - start
-            _common.console.print(
-                _metrics_table(
-                    f"{name} on synthetic data (test, full ranking; trained in {seconds:.0f}s)",
-                    {name: result.metrics, "MostPop": result.mostpop},
-                    METRIC_KEYS,
-                )
-            )
-            loaded = load_run(out)
-            first = loaded.encoders["user_id"].inverse(
-                loaded.users["inputs"]["user_id"][:3].numpy()
-            )
-            frame = do_recall(loaded, list(first), 5)
-        except RechubError as exc:
-            _fail(exc)
-            return
-        for uid, group in frame.groupby("user_id", sort=False):
-            _common.console.print(f"user {uid}: " + ", ".join(str(i) for i in group["item_id"]))
-        _common.console.print(
-            f"run folder: {out}  (try: {_common.invoked_as()} recall {out} --user {first[0]} -k 10)"
-        )
+    app.command()(train)
+    app.command()(demo)
