@@ -466,8 +466,8 @@ def _catalogue_markdown(result: dict[str, Any], args: argparse.Namespace) -> str
         "row, 3.3 s a step, ~7.7 h an epoch). An epoch trained on a fraction of the rows is "
         "extrapolated, as marked; with `--epoch-fraction 1.0` the whole epoch is measured.",
         "- Data-parallel (`--nproc 2`, gloo): the tables keep sparse gradients (gloo "
-        "all-reduces them; tested equal to one process in tests/test_sparse.py); not measured "
-        "at this size.",
+        "all-reduces them; tested equal to one process in tests/test_sparse.py); measured "
+        "against one process in the section below.",
     ]
     if streamed and previous:
         lines.append(
@@ -601,6 +601,32 @@ def _write_scale_md(out_dir: Path) -> None:
         parts.append(_catalogue_markdown(result, argparse.Namespace(**result["settings"])))
     if toys.exists():
         parts.append(_toys_markdown(json.loads(toys.read_text())))
+    ddp = out_dir / "scale_ddp1m.json"
+    if ddp.exists():
+        result = json.loads(ddp.read_text())
+        rows = [
+            f"| {r['world']} | {r['steps']} | {r['seconds']:.1f} | {r['positives_per_s']:,.0f} | "
+            f"{r['optimizer']}, sparse tables {r['sparse_tables']} | {r['load'][0]:.1f} |"
+            for r in result["runs"]
+        ]
+        parts.append(
+            "\n".join(
+                [
+                    "## 1M items: one process against two (DDP, gloo)",
+                    "",
+                    f"Command: `{result['command']}`. YoutubeDNN by its `train_defaults`, the "
+                    "same global batch (512; 256 per rank) and rows, 1 thread per process.",
+                    "",
+                    "| processes | steps | seconds | positives/s | optimizer | load |",
+                    "|---|---|---|---|---|---|",
+                    *rows,
+                    "",
+                    "Two processes are slower here: the sparse gradients' all-reduce (gloo "
+                    "gathers them) and two processes on 2 cores already busy with other jobs.",
+                    "",
+                ]
+            )
+        )
     sampled = out_dir / "scale_toys_sampled.json"
     if sampled.exists():  # the same benchmark while the auto rule sampled above 5,000 items
         result = json.loads(sampled.read_text())
