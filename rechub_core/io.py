@@ -22,11 +22,12 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rechub_core.errors import CheckpointError
+
+if TYPE_CHECKING:  # torch is imported where it is used: `rechub data path` must not load it
+    import torch
 
 #: free space every run folder needs at least, in bytes, on top of what its writer estimates
 MIN_FREE_BYTES = 32 * 2**20
@@ -117,6 +118,8 @@ def save_torch(path: str | os.PathLike[str], obj: Any) -> None:
     Raises :class:`CheckpointError` when the file cannot be written (disk full, read-only
     folder); the previous file at ``path`` is then left as it was.
     """
+    import torch
+
     try:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
@@ -126,13 +129,17 @@ def save_torch(path: str | os.PathLike[str], obj: Any) -> None:
 
 def load_torch(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(..., weights_only=True)`` with a readable error."""
+    import torch
+
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"no file at {p}; train first or check the path")
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read {p}: {exc}; the file is corrupt or not ours") from exc
+        # torch's weights_only message runs to a dozen lines: its first one names the problem
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot read {p}: {first}; the file is corrupt or not ours") from exc
 
 
 def _mib(n: float) -> str:

@@ -87,7 +87,7 @@ def test_a_write_that_fails_keeps_the_previous_file_and_says_why(
         Path(str(f)).write_bytes(b"half a chec")
         raise RuntimeError("[enforce fail at inline_container.cc] No space left on device")
 
-    monkeypatch.setattr(rechub_io.torch, "save", disk_full)
+    monkeypatch.setattr(torch, "save", disk_full)
     with pytest.raises(CheckpointError, match=r"cannot write .*checkpoint\.pt.*No space left"):
         save_torch(target, {"epoch": 2})
     monkeypatch.undo()
