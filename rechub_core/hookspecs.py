@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+from rechub_core.specs import COMPONENT_KINDS
+
 if TYPE_CHECKING:
     import typer
 
@@ -83,12 +85,5 @@ def rechub_register_commands(app: typer.Typer) -> None:
     raise NotImplementedError
 
 
-#: Hook name -> component kind, for the component hooks.
-COMPONENT_HOOKS: dict[str, str] = {
-    "rechub_register_towers": "tower",
-    "rechub_register_encoders": "encoder",
-    "rechub_register_losses": "loss",
-    "rechub_register_samplers": "sampler",
-    "rechub_register_indexes": "index",
-    "rechub_register_models": "model",
-}
+#: Hook name -> component kind, for the component hooks (a view of specs.COMPONENT_KINDS).
+COMPONENT_HOOKS: dict[str, str] = {hook: kind for kind, (_, hook) in COMPONENT_KINDS.items()}

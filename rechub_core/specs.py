@@ -20,9 +20,6 @@ import attrs
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
 
-KINDS: tuple[str, ...] = ("tower", "encoder", "loss", "sampler", "index", "model")
-
-
 def normalize_name(name: str) -> str:
     """Registry key of a component name: case-insensitive, ``-`` and ``_`` equivalent."""
     return name.strip().lower().replace("-", "_")
@@ -210,7 +207,9 @@ class ModelSpec(ComponentSpec):
 
     Attributes:
         family: the family it belongs to ("dssm", "sequential", "multi_interest", ...).
-        modes: the training modes (0/1/2) the model supports.
+        modes: the training modes (0/1/2) the model supports. Declared once, on the model
+            class (``MatchModel.supported_modes``), and read from there (importing a lazy
+            factory on first use); pass it only for a factory that is not a model class.
         from_schema: ``from_schema(schema, **params) -> model`` builds the model for a prepared
             data set (see :class:`rechub_core.schema.DataSchema`); used by ``rechub train``.
             A lazy ``"module:Class.from_schema"`` string is imported on first use.
@@ -219,11 +218,18 @@ class ModelSpec(ComponentSpec):
 
     kind: ClassVar[str] = "model"
     family: str = ""
-    modes: tuple[int, ...] = (0, 1, 2)
+    _modes: tuple[int, ...] | None = attrs.field(default=None, alias="modes")
     _from_schema: Callable[..., Any] | str | None = attrs.field(
         default=None, validator=_check_factory, alias="from_schema"
     )
     train_defaults: TrainDefaults = attrs.field(factory=TrainDefaults)
+
+    @property
+    def modes(self) -> tuple[int, ...]:
+        """The training modes the model supports: its class's ``supported_modes``."""
+        if self._modes is not None:
+            return tuple(self._modes)
+        return tuple(getattr(self.factory, "supported_modes", (0, 1, 2)))
 
     @property
     def from_schema(self) -> Callable[..., Any] | None:
@@ -233,11 +239,15 @@ class ModelSpec(ComponentSpec):
         return self._from_schema
 
 
-SPEC_TYPES: dict[str, type[ComponentSpec]] = {
-    "tower": TowerSpec,
-    "encoder": EncoderSpec,
-    "loss": LossSpec,
-    "sampler": SamplerSpec,
-    "index": IndexSpec,
-    "model": ModelSpec,
+#: The component kinds, in one table: kind -> (the record its hook yields, the hook's name).
+#: ``KINDS``, ``SPEC_TYPES`` and ``rechub_core.hookspecs.COMPONENT_HOOKS`` are views of it.
+COMPONENT_KINDS: dict[str, tuple[type[ComponentSpec], str]] = {
+    "tower": (TowerSpec, "rechub_register_towers"),
+    "encoder": (EncoderSpec, "rechub_register_encoders"),
+    "loss": (LossSpec, "rechub_register_losses"),
+    "sampler": (SamplerSpec, "rechub_register_samplers"),
+    "index": (IndexSpec, "rechub_register_indexes"),
+    "model": (ModelSpec, "rechub_register_models"),
 }
+KINDS: tuple[str, ...] = tuple(COMPONENT_KINDS)
+SPEC_TYPES: dict[str, type[ComponentSpec]] = {k: v[0] for k, v in COMPONENT_KINDS.items()}

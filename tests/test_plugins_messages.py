@@ -173,7 +173,7 @@ def test_malformed_lazy_target_is_refused_when_registered():
         LossSpec(name="bad", factory="no colon here")
 
 
-def test_registered_modes_agree_with_each_model_class(global_host):
+def test_model_modes_are_read_from_each_model_class(global_host):
     for name in plugins.list_components("model"):
         spec = plugins.get_spec("model", name)
         declared = getattr(spec.factory, "supported_modes", None)

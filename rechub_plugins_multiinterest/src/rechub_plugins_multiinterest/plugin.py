@@ -2,8 +2,8 @@
 ``rechub: multiinterest``).
 
 Registered lazily (``"module:Class"``): listing them imports neither torch nor the model
-modules. Every multi-interest model supports mode 2 only (MultiInterestModel.supported_modes;
-a test checks).
+modules. Their training modes are MultiInterestModel.supported_modes (mode 2), read by
+``ModelSpec.modes`` on first use.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from rechub_core.specs import EncoderSpec, ModelSpec, TrainDefaults
 
 FAMILY = "multi_interest"
 _PKG = "rechub_plugins_multiinterest"
-_MODES = (2,)
 
 #: an exact softmax over the catalogue on the training rows (lr tuned on ComirecSA, validation)
 FULL_SOFTMAX = TrainDefaults(
@@ -51,7 +50,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
             name=name,
             factory=f"{_PKG}.{module}:{name}",
             family=FAMILY,
-            modes=_MODES,
             from_schema=f"{_PKG}.{module}:{name}.from_schema",
             description=description,
             train_defaults=FULL_SOFTMAX,

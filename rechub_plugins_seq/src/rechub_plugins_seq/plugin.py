@@ -20,15 +20,14 @@ from rechub_core.specs import EncoderSpec, ModelSpec, TrainDefaults
 FAMILY = "sequential"
 
 #: model name -> (module, description); registered lazily as "module:Name" (and the encoder as
-#: "module:NameEncoder"), so listing them imports neither torch nor the model modules. Every
-#: sequential model supports modes 0, 1 and 2 (SequentialModel.supported_modes; a test checks).
+#: "module:NameEncoder"), so listing them imports neither torch nor the model modules. Their
+#: training modes are SequentialModel.supported_modes (read by ModelSpec.modes on first use).
 _MODELS: dict[str, tuple[str, str]] = {
     "GRU4Rec": ("gru4rec", "GRU over the ordered history, last state (Hidasi et al. 2015)"),
     "NARM": ("narm", "GRU last state + attention over all states (CIKM 2017)"),
     "SASRec": ("sasrec", "causal self-attention, trained on every position (ICDM 2018)"),
     "STAMP": ("stamp", "attention memory + last click short-term interest (KDD 2018)"),
 }
-_MODES = (0, 1, 2)
 
 
 def _full_softmax(**kw: object) -> TrainDefaults:
@@ -54,7 +53,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
             name=name,
             factory=f"rechub_plugins_seq.{module}:{name}",
             family=FAMILY,
-            modes=_MODES,
             from_schema=f"rechub_plugins_seq.{module}:{name}.from_schema",
             description=description,
             train_defaults=TRAIN_DEFAULTS[name],

@@ -29,7 +29,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         factory=f"{MODEL_MODULE}:AttentionPool",
         from_schema=f"{MODEL_MODULE}:AttentionPool.from_schema",
         family="template",
-        modes=(0, 1, 2),  # AttentionPool.supported_modes, written out: nothing is imported here
         description="attention-pooled history vs. item id embedding",
         train_defaults=TRAIN_DEFAULTS,
     )

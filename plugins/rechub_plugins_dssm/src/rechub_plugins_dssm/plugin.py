@@ -1,8 +1,8 @@
 """Registration of the DSSM-family models with rechub (entry point ``rechub: dssm``).
 
 Models are registered lazily (``"module:Class"``): listing them imports neither torch nor the
-model modules; ``create`` / ``get_spec(...).factory`` imports one on first use. ``modes``
-repeat each class's ``supported_modes`` (a test checks they agree).
+model modules; ``create`` / ``get_spec(...).factory`` imports one on first use. The training
+modes a model supports are its class's ``supported_modes`` (``ModelSpec.modes`` reads them).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         name="DSSM",
         factory=f"{_PKG}.dssm:DSSM",
         family=FAMILY,
-        modes=(0, 1, 2),
         from_schema=f"{_PKG}.dssm:DSSM.from_schema",
         description="two MLP towers, cosine / temperature (CIKM 2013)",
         train_defaults=FULL_SOFTMAX,
@@ -36,7 +35,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         name="FaceBookDSSM",
         factory=f"{_PKG}.facebook_dssm:FaceBookDSSM",
         family=FAMILY,
-        modes=(1,),
         from_schema=f"{_PKG}.facebook_dssm:FaceBookDSSM.from_schema",
         description="deeper cosine towers, pair-wise with hard negatives (KDD 2020)",
         train_defaults=TrainDefaults(
@@ -51,7 +49,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         name="YoutubeDNN",
         factory=f"{_PKG}.youtube_dnn:YoutubeDNN",
         family=FAMILY,
-        modes=(2,),
         from_schema=f"{_PKG}.youtube_dnn:YoutubeDNN.from_schema",
         description="history/profile MLP vs. shared item embedding, softmax (RecSys 2016)",
         train_defaults=FULL_SOFTMAX,
@@ -60,7 +57,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         name="YoutubeSBC",
         factory=f"{_PKG}.youtube_sbc:YoutubeSBC",
         family=FAMILY,
-        modes=(2,),
         from_schema=f"{_PKG}.youtube_sbc:YoutubeSBC.from_schema",
         description="in-batch softmax with streaming logQ correction (RecSys 2019)",
         train_defaults=TrainDefaults(
