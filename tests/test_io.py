@@ -14,7 +14,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rechub_core import io as rechub_io
 from rechub_core.errors import CheckpointError
 from rechub_core.io import (
     FAULT_ENV,
