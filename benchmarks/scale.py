@@ -587,6 +587,21 @@ def _toys_markdown(result: dict[str, Any], title: str = "") -> str:
                 f"{ratio_f:.1f}x per epoch with validation."
             )
     lines += [f"- Note (added by hand): {note}" for note in result.get("notes", [])]
+    quality = result.get("quality", [])
+    if quality:
+        lines += [
+            "",
+            "Quality, 15 epochs at most with early-stopping patience 3 (`scale_worker.py "
+            "--epochs 15 --patience 3`, one run each, 1 thread):",
+            "",
+            "| model | code | epochs | best epoch | best val NDCG@10 | test NDCG@10 | fit s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {q['model']} | {q['label']} | {q['epochs']} | {q['best_epoch']} | "
+            f"{max(q['val_ndcg@10']):.4f} | {q['test_ndcg@10']:.4f} | {q['fit_s']:.0f} |"
+            for q in quality
+        ]
     lines.append("")
     return "\n".join(lines)
 
