@@ -20,6 +20,7 @@ import attrs
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
 
+
 def normalize_name(name: str) -> str:
     """Registry key of a component name: case-insensitive, ``-`` and ``_`` equivalent."""
     return name.strip().lower().replace("-", "_")
