@@ -68,7 +68,6 @@ def worker(model_name: str, size: str, steps: int, threads: int) -> dict[str, An
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(model, settings, tmp, verbose=False, threads=threads)
         trainer.fit(subset_loader(train, 3, batch, seq, 1))  # warm-up
-        trainer.n_epoch = 1
         history = trainer.fit(subset_loader(train, steps, batch, seq, 2))
     return {
         "model": model_name,

@@ -85,11 +85,14 @@ class DataConfig:
 
 @attrs.frozen
 class TrainConfig:
-    """Training settings; None means "the model's documented default".
+    """The config file's ``[train]`` section: fields of the same names as
+    :class:`~rechub_core.specs.TrainSettings` override the model's defaults (None: keep the
+    default; ``rechub_core.runs.effective_settings`` merges them), plus what a run needs
+    besides (metric, seed, device, gather_negatives, threads).
 
     Attributes:
         mode: 0 point-wise, 1 pair-wise, 2 list-wise.
-        epochs: epoch cap; None trains to early stopping (capped by the model's max_epochs).
+        epochs: epoch cap; None trains to early stopping (capped by the model's default epochs).
         batch_size: training rows per step.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.

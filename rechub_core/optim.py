@@ -24,6 +24,7 @@ like MovieLens-100K (1,682 items) and Toys (11,924) train with plain Adam as bef
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -34,6 +35,8 @@ from torch import Tensor, nn
 from rechub_core.errors import InputError
 
 #: embedding tables with at least this many rows are updated row-wise by default
+log = logging.getLogger("rechub.trainer")
+
 SPARSE_MIN_ROWS = 50_000
 
 
@@ -164,3 +167,30 @@ def rowwise_param_groups(
     if rest:
         groups.append({"params": rest, "rowwise": False})
     return groups
+
+
+def build_optimizer(
+    model: nn.Module,
+    optimizer_fn: Any,
+    params: dict[str, Any],
+    sparse_embeddings: bool | None,
+    sparse_gradients: bool = True,
+) -> torch.optim.Optimizer:
+    """The trainer's optimizer: ``optimizer_fn(model.parameters(), **params)``, except that
+    with Adam, embedding tables of at least :data:`SPARSE_MIN_ROWS` rows (every table when
+    ``sparse_embeddings`` is True, none when False) are updated row-wise by
+    :class:`RowwiseAdam`, with sparse gradients unless ``sparse_gradients`` is False (NCCL
+    cannot all-reduce them: the optimizer then stays row-wise over dense gradients)."""
+    groups = None
+    if sparse_embeddings is not False and optimizer_fn is torch.optim.Adam:
+        min_rows = 1 if sparse_embeddings else SPARSE_MIN_ROWS
+        groups = rowwise_param_groups(model, min_rows)
+        if groups is not None:
+            optimizer_fn = RowwiseAdam
+            if sparse_gradients:
+                use_sparse_gradients(model, min_rows)
+            log.info(
+                "optimizer: row-wise lazy Adam on %d embedding table(s)", len(groups[0]["params"])
+            )
+    optimizer: torch.optim.Optimizer = optimizer_fn(groups or model.parameters(), **params)
+    return optimizer

@@ -48,7 +48,7 @@ from rechub_core.model import MatchModel
 from rechub_core.plugins import create, get_spec
 from rechub_core.preprocess import IdEncoder, PreparedData, prepare
 from rechub_core.schema import DataSchema
-from rechub_core.specs import ModelSpec, TrainDefaults
+from rechub_core.specs import ModelSpec, TrainSettings
 from rechub_core.trainer import BEST_WEIGHTS, MatchTrainer, load_weights
 
 log = logging.getLogger("rechub.runs")
@@ -77,26 +77,10 @@ def load_interactions(cfg: RunConfig) -> Any:
     return datasets.load_interactions_file(path, d.user_col, d.item_col, d.time_col)
 
 
-@attrs.frozen
-class TrainSettings:
-    """Effective training settings: the config where it speaks, the model's defaults elsewhere."""
-
-    mode: int
-    loss: str | None
-    loss_params: dict[str, Any]
-    sampler: str
-    sampler_params: dict[str, Any]
-    lr: float
-    weight_decay: float
-    batch_size: int
-    sequence_batch_size: int
-    epochs: int
-    patience: int
-
-
 def effective_settings(cfg: RunConfig, spec: ModelSpec) -> TrainSettings:
-    """Merge the config's training section with the model's documented defaults."""
-    d: TrainDefaults = spec.train_defaults
+    """The model's documented defaults with the config's ``[train]`` (and ``[loss]``,
+    ``[sampler]``) sections laid over them: what a run trains with."""
+    d: TrainSettings = spec.train_defaults
     t = cfg.train
     mode = t.mode if t.mode is not None else d.mode
     if mode not in spec.modes:
@@ -104,7 +88,8 @@ def effective_settings(cfg: RunConfig, spec: ModelSpec) -> TrainSettings:
             f"{spec.name} supports modes {list(spec.modes)}, not mode={mode}; change train.mode"
         )
     explicit_epochs = t.epochs is not None
-    return TrainSettings(
+    return attrs.evolve(
+        d,
         mode=mode,
         loss=cfg.loss.name
         if cfg.loss
@@ -115,8 +100,7 @@ def effective_settings(cfg: RunConfig, spec: ModelSpec) -> TrainSettings:
         lr=t.lr if t.lr is not None else d.lr,
         weight_decay=t.weight_decay if t.weight_decay is not None else d.weight_decay,
         batch_size=t.batch_size or d.batch_size,
-        sequence_batch_size=d.sequence_batch_size,
-        epochs=t.epochs if explicit_epochs and t.epochs is not None else d.max_epochs,
+        epochs=t.epochs if explicit_epochs and t.epochs is not None else d.epochs,
         # a fixed epoch count means "train that long": no early stop before it
         patience=t.patience or (t.epochs if explicit_epochs and t.epochs else d.patience),
     )
@@ -145,18 +129,14 @@ def build_trainer(
     loss = create("loss", settings.loss, **settings.loss_params) if settings.loss else None
     return MatchTrainer(
         model,
-        mode=settings.mode,
+        settings=settings,
         loss=loss,
         sampler=create("sampler", settings.sampler, **settings.sampler_params),
-        optimizer_params={"lr": settings.lr, "weight_decay": settings.weight_decay},
-        n_epoch=settings.epochs,
-        earlystop_patience=settings.patience,
         device=device,
         model_path=model_path,
         seed=seed,
         metric=metric,
         verbose=verbose,
-        sequence_batch_size=settings.sequence_batch_size,
         gather_negatives=gather_negatives,
         threads=threads,
     )

@@ -169,8 +169,15 @@ class IndexSpec(ComponentSpec):
 
 
 @attrs.frozen(kw_only=True)
-class TrainDefaults:
-    """How ``rechub train --model NAME`` trains a model when the user says nothing else.
+class TrainSettings:
+    """How a model is trained: the one type for training settings.
+
+    A model's documented defaults are one (``ModelSpec.train_defaults``: how ``rechub train
+    --model NAME`` trains it when the user says nothing else); a run's effective settings are
+    those defaults with the config's ``[train]`` section (same field names) laid over them
+    (``rechub_core.runs.effective_settings``); ``MatchTrainer(settings=...)`` trains with one,
+    and its Torch-RecHub keywords (``n_epoch``, ``earlystop_patience``, ``optimizer_params``)
+    map onto one in exactly one place (``rechub_core.trainer.settings_from_keywords``).
 
     Attributes:
         mode: 0 point-wise, 1 pair-wise, 2 list-wise.
@@ -185,7 +192,7 @@ class TrainDefaults:
         batch_size: training samples per step.
         sequence_batch_size: user sequences per step for models trained on every position
             (``trains_on_sequences``).
-        max_epochs: epoch cap when training to early stopping.
+        epochs: epoch cap when training to early stopping.
         patience: epochs without validation improvement before stopping.
     """
 
@@ -198,8 +205,22 @@ class TrainDefaults:
     weight_decay: float = 0.0
     batch_size: int = 512
     sequence_batch_size: int = 128
-    max_epochs: int = 30
+    epochs: int = 30
     patience: int = 3
+
+
+def __getattr__(name: str) -> Any:
+    # the old name of TrainSettings, kept for plugins written against rechub 0.1
+    if name == "TrainDefaults":
+        import warnings
+
+        warnings.warn(
+            "rechub_core.specs.TrainDefaults is now TrainSettings (its max_epochs is epochs)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return TrainSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -223,7 +244,7 @@ class ModelSpec(ComponentSpec):
     _from_schema: Callable[..., Any] | str | None = attrs.field(
         default=None, validator=_check_factory, alias="from_schema"
     )
-    train_defaults: TrainDefaults = attrs.field(factory=TrainDefaults)
+    train_defaults: TrainSettings = attrs.field(factory=TrainSettings)
 
     @property
     def modes(self) -> tuple[int, ...]:

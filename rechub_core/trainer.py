@@ -18,6 +18,7 @@ from the checkpoint of epoch ``e`` trains epochs ``e + 1 ...`` exactly as an unb
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import os
@@ -47,13 +48,14 @@ from rechub_core.io import (
 from rechub_core.losses import DEFAULT_LOSS_BY_MODE, CandidateLoss, shared_negative_logits
 from rechub_core.metrics import DEFAULT_KS
 from rechub_core.model import MatchModel
-from rechub_core.optim import SPARSE_MIN_ROWS
+from rechub_core.optim import build_optimizer
 from rechub_core.samplers import (
     DEFAULT_SAMPLER_BY_MODE,
     InBatchSampler,
     NegativeSample,
     Sampler,
 )
+from rechub_core.specs import TrainSettings
 
 log = logging.getLogger("rechub.trainer")
 
@@ -87,6 +89,62 @@ def _resolve(kind: str, value: Any, default: tuple[str, dict[str, Any]]) -> Any:
     return value
 
 
+def settings_from_keywords(
+    mode: int,
+    n_epoch: int,
+    earlystop_patience: int,
+    optimizer_params: Mapping[str, Any] | None,
+    sequence_batch_size: int,
+) -> tuple[TrainSettings, dict[str, Any]]:
+    """The one place MatchTrainer's Torch-RecHub keywords map onto :class:`TrainSettings`.
+
+    ``n_epoch`` -> ``epochs``, ``earlystop_patience`` -> ``patience``, ``optimizer_params``'
+    ``lr`` / ``weight_decay`` -> ``lr`` / ``weight_decay`` (defaults 1e-3 / 0). Loss and
+    sampler stay the mode's defaults unless the trainer is given them.
+
+    Returns:
+        The settings, and the optimizer keywords other than ``lr`` / ``weight_decay`` (e.g.
+        ``betas``), passed to ``optimizer_fn`` as they are.
+    """
+    if n_epoch < 1:
+        raise InputError(f"n_epoch must be >= 1, got {n_epoch}")
+    if earlystop_patience < 1:
+        raise InputError(f"earlystop_patience must be >= 1, got {earlystop_patience}")
+    extra = dict(optimizer_params or {})
+    settings = TrainSettings(
+        mode=mode,
+        lr=float(extra.pop("lr", 1e-3)),
+        weight_decay=float(extra.pop("weight_decay", 0.0)),
+        epochs=n_epoch,
+        patience=earlystop_patience,
+        sequence_batch_size=sequence_batch_size,
+    )
+    return settings, extra
+
+
+def _settings_and_defaults(
+    settings: TrainSettings | None, keywords: dict[str, Any]
+) -> tuple[TrainSettings, dict[str, Any], tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+    """MatchTrainer's settings (given, or from its Torch-RecHub ``keywords``), the optimizer
+    keywords besides lr / weight decay, and the default (name, params) of loss and sampler."""
+    if settings is None:
+        settings, optimizer_extra = settings_from_keywords(**keywords)
+        loss_default: tuple[str, dict[str, Any]] = (DEFAULT_LOSS_BY_MODE[settings.mode], {})
+        return settings, optimizer_extra, loss_default, DEFAULT_SAMPLER_BY_MODE[settings.mode]
+    defaults = inspect.signature(MatchTrainer.__init__).parameters
+    given = [k for k, v in keywords.items() if v != defaults[k].default]
+    if given:
+        raise InputError(
+            f"MatchTrainer got settings= and {', '.join(given)}: pass the training settings "
+            "one way (attrs.evolve(settings, ...) changes a field)"
+        )
+    loss_default = (
+        settings.loss or DEFAULT_LOSS_BY_MODE[settings.mode],
+        dict(settings.loss_params) if settings.loss else {},
+    )
+    return settings, {}, loss_default, (settings.sampler, dict(settings.sampler_params))
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**31)
 
@@ -118,8 +176,9 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
         sampler: a sampler component, or its registered name (default: the mode's).
         optimizer_fn: optimizer class; ``optimizer_params`` its keyword arguments
             (default ``{"lr": 1e-3, "weight_decay": 0}``).
-        n_epoch: maximum epochs.
-        earlystop_patience: epochs without improvement of ``metric`` before stopping.
+        n_epoch: maximum epochs (``settings.epochs``).
+        earlystop_patience: epochs without improvement of ``metric`` before stopping
+            (``settings.patience``).
         device: "cpu", "cuda", "cuda:1", ...
         model_path: run folder for checkpoints; checked writable here, and for free space
             (see :func:`checkpoint_bytes`) when ``fit`` starts.
@@ -142,6 +201,11 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
             False never, None (default) by the rule: tables with at least
             ``rechub_core.optim.SPARSE_MIN_ROWS`` (50,000) rows. Only with the default
             ``optimizer_fn`` (Adam).
+        settings: a :class:`~rechub_core.specs.TrainSettings` instead of ``mode``,
+            ``n_epoch``, ``earlystop_patience``, ``optimizer_params`` and
+            ``sequence_batch_size`` (those keywords map onto one through
+            :func:`settings_from_keywords`); its loss and sampler names are used unless
+            ``loss`` / ``sampler`` are given.
 
     Data-parallel training: start the script (or ``rechub train``) with ``torchrun``; the
     trainer joins the process group (gloo on CPU, NCCL on CUDA). The loaders' ``batch_size``
@@ -170,21 +234,30 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
         gather_negatives: bool = False,
         threads: int | str | None = None,
         sparse_embeddings: bool | None = None,
+        settings: TrainSettings | None = None,
     ) -> None:
         if not isinstance(model, MatchModel):
             raise InputError(
                 f"model must be a rechub MatchModel (encode_user / encode_item), got "
                 f"{type(model).__name__}"
             )
-        model.check_mode(mode)
-        if n_epoch < 1:
-            raise InputError(f"n_epoch must be >= 1, got {n_epoch}")
-        if earlystop_patience < 1:
-            raise InputError(f"earlystop_patience must be >= 1, got {earlystop_patience}")
+        keywords: dict[str, Any] = {
+            "mode": mode,
+            "n_epoch": n_epoch,
+            "earlystop_patience": earlystop_patience,
+            "optimizer_params": optimizer_params,
+            "sequence_batch_size": sequence_batch_size,
+        }
+        model.check_mode(settings.mode if settings is not None else mode)
+        settings, optimizer_extra, loss_default, sampler_default = _settings_and_defaults(
+            settings, keywords
+        )
         self.model = model
-        self.mode = mode
-        self.loss_fn: CandidateLoss = _resolve("loss", loss, (DEFAULT_LOSS_BY_MODE[mode], {}))
-        self.sampler: Sampler = _resolve("sampler", sampler, DEFAULT_SAMPLER_BY_MODE[mode])
+        #: what this trainer trains with (epochs, patience, lr, ...): the one settings type
+        self.settings = settings
+        self.mode = settings.mode
+        self.loss_fn: CandidateLoss = _resolve("loss", loss, loss_default)
+        self.sampler: Sampler = _resolve("sampler", sampler, sampler_default)
         if gather_negatives and not isinstance(self.sampler, InBatchSampler):
             raise InputError(
                 "gather_negatives shares in-batch negatives across ranks, so it needs an "
@@ -204,26 +277,13 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
         self.seed = seed
         torch.manual_seed(seed)
         self.model.to(self.device)
-        params = {"lr": 1e-3, "weight_decay": 0.0, **(optimizer_params or {})}
-        groups = None
-        if sparse_embeddings is not False and optimizer_fn is torch.optim.Adam:
-            from rechub_core.optim import RowwiseAdam, rowwise_param_groups, use_sparse_gradients
-
-            min_rows = 1 if sparse_embeddings else SPARSE_MIN_ROWS
-            groups = rowwise_param_groups(self.model, min_rows)
-            if groups is not None:
-                optimizer_fn = RowwiseAdam
-                # gloo all-reduces sparse gradients (DDP gathers them); NCCL cannot: keep
-                # dense gradients there (the optimizer stays row-wise)
-                if not self.dist.enabled or self.dist.backend == "gloo":
-                    use_sparse_gradients(self.model, min_rows)
-                log.info(
-                    "optimizer: row-wise lazy Adam on %d embedding table(s)",
-                    len(groups[0]["params"]),
-                )
-        self.optimizer = optimizer_fn(groups or self.model.parameters(), **params)
-        self.n_epoch = n_epoch
-        self.patience = earlystop_patience
+        self.optimizer = build_optimizer(
+            self.model,
+            optimizer_fn,
+            {"lr": settings.lr, "weight_decay": settings.weight_decay, **optimizer_extra},
+            sparse_embeddings,
+            sparse_gradients=not self.dist.enabled or self.dist.backend == "gloo",
+        )
         self.metric = metric.lower()
         self.ks = tuple(ks)
         self.grad_clip = grad_clip
@@ -233,7 +293,6 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
         self.best_epoch = -1
         self._example: dict[str, Tensor] | None = None
         self._item_example: dict[str, Tensor] | None = None
-        self.sequence_batch_size = sequence_batch_size
         self._sequence_loader: BatchLoader | None = None
         self._last_batch_targets = 0
         self._last_epoch_samples = 0
@@ -408,7 +467,7 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
             # are still cut to their longest sequence in _step_users
             self._sequence_loader = BatchLoader(
                 loader.sequences,
-                self.sequence_batch_size,
+                self.settings.sequence_batch_size,
                 shuffle=True,
                 seed=loader.seed,
                 item_table=loader.item_table,
@@ -510,19 +569,7 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
             all ranks) and validation metrics. Under data-parallel training every rank returns
             the same history.
         """
-        if train_dataloader.item_table is None:
-            raise InputError(
-                "the training loader has no item table; build it with MatchDataGenerator"
-            )
-        if train_dataloader.n_items != self.model.n_items:
-            raise InputError(
-                f"the item table has {train_dataloader.n_items} rows but the model's item id "
-                f"feature {self.model.item_id_name!r} has vocab_size {self.model.n_items}; "
-                "build both from the same encoder"
-            )
-        validate_loader(self.model, train_dataloader, "train_dataloader", with_items=True)
-        if val_dataloader is not None:
-            validate_loader(self.model, val_dataloader, "val_dataloader", with_items=False)
+        self._check_loaders(train_dataloader, val_dataloader)
         # a full disk fails now, not at the first checkpoint
         ensure_writable_dir(self.model_path, min_free_bytes=checkpoint_bytes(self.model))
         self.sampler.bind(train_dataloader.n_items, train_dataloader.item_counts)
@@ -531,7 +578,9 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
         if self.verbose and self.dist.is_main:
             _show_progress_logs()
             log.info(
-                "training up to %d epochs, %d batches each", self.n_epoch, len(train_dataloader)
+                "training up to %d epochs, %d batches each",
+                self.settings.epochs,
+                len(train_dataloader),
             )
         if resume:
             if self.dist.is_main:
@@ -539,11 +588,11 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
             self.dist.barrier()
             if ckpt_path.exists():
                 start_epoch, bad_epochs, best_state = self._load_checkpoint(ckpt_path)
-                if bad_epochs >= self.patience:  # the run had already stopped early
-                    start_epoch = self.n_epoch
+                if bad_epochs >= self.settings.patience:  # the run had already stopped early
+                    start_epoch = self.settings.epochs
         if self.dist.enabled:
             self._step = self.dist.wrap(self.model, self.batch_loss)
-        for epoch in range(start_epoch, self.n_epoch):
+        for epoch in range(start_epoch, self.settings.epochs):
             loss, seconds = self._train_epoch(train_dataloader, epoch)
             record: dict[str, float] = {
                 "epoch": float(epoch),
@@ -551,14 +600,7 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
                 "seconds": seconds,
                 "samples_per_s": self._last_epoch_samples / max(seconds, 1e-9),
             }
-            improved = True
-            if val_dataloader is not None:
-                metrics = self._validate(val_dataloader, train_dataloader)
-                record.update({f"val_{k}": v for k, v in metrics.items()})
-                value = metrics[self.metric]
-                improved = value > self.best_metric
-                if improved:
-                    self.best_metric, self.best_epoch = value, epoch
+            improved = self._validate_epoch(record, epoch, val_dataloader, train_dataloader)
             if improved:
                 bad_epochs = 0
                 best_state = copy.deepcopy(self.model.state_dict())
@@ -575,7 +617,7 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
                 )
             if self.dist.is_main:
                 self._save_checkpoint(ckpt_path, epoch, bad_epochs, best_state)
-            if bad_epochs >= self.patience:
+            if bad_epochs >= self.settings.patience:
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)
@@ -584,6 +626,41 @@ class MatchTrainer(CheckpointMixin, EvaluationMixin):
             save_torch(self.model_path / BEST_WEIGHTS, self._weights_payload(state))
         self.dist.barrier()  # every rank returns once the weights are on disk
         return self.history
+
+    def _check_loaders(self, train: BatchLoader, val: BatchLoader | None) -> None:
+        """Clear errors for loaders that do not fit the model (before any training)."""
+        if train.item_table is None:
+            raise InputError(
+                "the training loader has no item table; build it with MatchDataGenerator"
+            )
+        if train.n_items != self.model.n_items:
+            raise InputError(
+                f"the item table has {train.n_items} rows but the model's item id "
+                f"feature {self.model.item_id_name!r} has vocab_size {self.model.n_items}; "
+                "build both from the same encoder"
+            )
+        validate_loader(self.model, train, "train_dataloader", with_items=True)
+        if val is not None:
+            validate_loader(self.model, val, "val_dataloader", with_items=False)
+
+    def _validate_epoch(
+        self,
+        record: dict[str, float],
+        epoch: int,
+        val_loader: BatchLoader | None,
+        train_loader: BatchLoader,
+    ) -> bool:
+        """Validation metrics of ``epoch`` into ``record`` (as ``val_*``); True when the
+        watched metric improved (always True without a validation loader)."""
+        if val_loader is None:
+            return True
+        metrics = self._validate(val_loader, train_loader)
+        record.update({f"val_{k}": v for k, v in metrics.items()})
+        value = metrics[self.metric]
+        if not value > self.best_metric:  # NaN never improves
+            return False
+        self.best_metric, self.best_epoch = value, epoch
+        return True
 
     def _validate(self, val_loader: BatchLoader, train_loader: BatchLoader) -> dict[str, float]:
         """Validation metrics; under data-parallel training computed once, on rank 0, and

@@ -18,7 +18,7 @@ from rechub_core.layers import EmbeddingLayer, masked_mean
 from rechub_core.matching import KNOWN_MODELS
 from rechub_core.plugins import get_spec, list_components
 from rechub_core.schema import DataSchema
-from rechub_core.specs import TrainDefaults
+from rechub_core.specs import TrainSettings
 from rechub_core.testing import CHECKS, ConformanceError, ConformanceReport, check_model
 from rechub_core.towers import ItemEmbeddingTower, Tower, TwoTowerModel
 
@@ -167,7 +167,7 @@ def test_each_check_catches_its_bug(bug: str, check: str, problem: str, fix: str
 
 
 def test_training_that_does_not_lower_the_loss_fails() -> None:
-    frozen = TrainDefaults(mode=2, loss="softmax", sampler="full", lr=0.0)
+    frozen = TrainSettings(mode=2, loss="softmax", sampler="full", lr=0.0)
     report = check_model(toy(), checks=["training"], train_defaults=frozen, label="Toy")
     message = failure(report, "training")
     assert "did not lower the training loss (by 0.01% at least)" in message
@@ -177,7 +177,7 @@ def test_training_that_does_not_lower_the_loss_fails() -> None:
 def test_a_factory_is_trained_in_a_mode_it_supports() -> None:
     report = check_model(toy("pairwise"), checks=["gradients", "training"], label="Toy")
     assert report.ok, str(report)
-    frozen = TrainDefaults(mode=2)  # asked for explicitly: the model's refusal is reported
+    frozen = TrainSettings(mode=2)  # asked for explicitly: the model's refusal is reported
     report = check_model(toy("pairwise"), checks=["training"], train_defaults=frozen, label="Toy")
     assert "supports modes [1], not mode=2" in failure(report, "training")
 

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from torch import nn
 
 from rechub_core.hookspecs import hookimpl
-from rechub_core.specs import ModelSpec, TrainDefaults
+from rechub_core.specs import ModelSpec, TrainSettings
 from rechub_core.towers import ItemEmbeddingTower, MLPTower, TwoTowerModel
 
 
@@ -57,7 +57,7 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         name="Forgetful",
         factory=Forgetful,
         from_schema=Forgetful.from_schema,
-        train_defaults=TrainDefaults(mode=2, loss="softmax", sampler="full"),
+        train_defaults=TrainSettings(mode=2, loss="softmax", sampler="full"),
     )
 '''
 

@@ -318,3 +318,49 @@ def test_trainer_threads_argument(tmp_path: Path, synthetic: PreparedData) -> No
             MatchTrainer(small_model(synthetic), model_path=tmp_path, threads="many")
     finally:
         torch.set_num_threads(before)
+
+
+def test_seed_keywords_and_settings_are_one_way_to_say_the_same(
+    synthetic: PreparedData, tmp_path: Path
+) -> None:
+    """MatchTrainer's Torch-RecHub keywords map onto TrainSettings in one place, and training
+    with those settings is the same run."""
+    import attrs
+
+    from rechub_core.specs import TrainSettings
+    from rechub_core.trainer import settings_from_keywords
+
+    settings, extra = settings_from_keywords(
+        mode=2,
+        n_epoch=2,
+        earlystop_patience=4,
+        optimizer_params={"lr": 5e-3, "betas": (0.8, 0.9)},
+        sequence_batch_size=16,
+    )
+    assert (settings.epochs, settings.patience, settings.lr, settings.weight_decay) == (
+        2,
+        4,
+        5e-3,
+        0.0,
+    )
+    assert settings.sequence_batch_size == 16 and extra == {"betas": (0.8, 0.9)}
+    train, val, _ = loaders_from_prepared(synthetic, batch_size=256)
+    by_keywords = trainer_for(small_model(synthetic), tmp_path / "a", n_epoch=2).fit(train, val)
+    full = attrs.evolve(
+        TrainSettings(mode=2, sampler="full", lr=5e-3, epochs=2, patience=3), loss="softmax"
+    )
+    trainer = MatchTrainer(
+        small_model(synthetic), settings=full, model_path=tmp_path / "b", seed=7, verbose=False
+    )
+    assert trainer.settings is full
+    by_settings = trainer.fit(train, val)
+    assert [h["loss"] for h in by_settings] == pytest.approx([h["loss"] for h in by_keywords])
+    with pytest.raises(InputError, match=r"settings= and n_epoch"):
+        MatchTrainer(small_model(synthetic), settings=full, n_epoch=5, model_path=tmp_path)
+
+
+def test_train_defaults_is_the_old_name_of_train_settings() -> None:
+    from rechub_core import specs
+
+    with pytest.warns(DeprecationWarning, match="TrainSettings"):
+        assert specs.TrainDefaults is specs.TrainSettings

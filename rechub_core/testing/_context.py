@@ -21,7 +21,7 @@ from rechub_core.schema import DataSchema
 from rechub_core.specs import ModelSpec
 
 if TYPE_CHECKING:
-    from rechub_core.runs import TrainSettings
+    from rechub_core.specs import TrainSettings
     from rechub_core.trainer import MatchTrainer
 
 #: users and items in the shape and batch checks: different, so that a mixed-up axis shows

@@ -15,7 +15,7 @@ import torch
 
 from rechub_core.errors import RechubError
 from rechub_core.preprocess import PreparedData
-from rechub_core.specs import ModelSpec, TrainDefaults
+from rechub_core.specs import ModelSpec, TrainSettings
 from rechub_core.testing._context import Context, ModelSource, conformance_data
 from rechub_core.testing._encoding_checks import ENCODING_CHECKS
 from rechub_core.testing._report import (
@@ -47,7 +47,7 @@ _CHECK_FUNCTIONS: dict[str, Callable[[Context], None]] = {
 }
 
 
-def _resolve(model: ModelSource, train_defaults: TrainDefaults | None) -> tuple[str, ModelSpec]:
+def _resolve(model: ModelSource, train_defaults: TrainSettings | None) -> tuple[str, ModelSpec]:
     """A display name and a spec (a factory gets a stand-in spec) for ``model``."""
     if isinstance(model, str):
         from rechub_core.plugins import get_spec
@@ -62,7 +62,7 @@ def _resolve(model: ModelSource, train_defaults: TrainDefaults | None) -> tuple[
             name="model",
             factory=model,
             from_schema=model,
-            train_defaults=train_defaults or TrainDefaults(),
+            train_defaults=train_defaults or TrainSettings(),
         )
     else:
         raise RechubError(
@@ -82,7 +82,7 @@ def check_model(
     data: PreparedData | None = None,
     workdir: str | Path | None = None,
     epochs: int = 3,
-    train_defaults: TrainDefaults | None = None,
+    train_defaults: TrainSettings | None = None,
     pad_sides: Sequence[str] = ("right", "left"),
     label: str | None = None,
 ) -> ConformanceReport:
@@ -98,7 +98,7 @@ def check_model(
         data: prepared data to build and train on (default: :func:`conformance_data`).
         workdir: folder for checkpoints and ONNX files (default: a temporary folder).
         epochs: training epochs of the ``training`` check.
-        train_defaults: how to train (default: the spec's; a factory gets ``TrainDefaults()``:
+        train_defaults: how to train (default: the spec's; a factory gets ``TrainSettings()``:
             mode 2, or the model's last supported mode, with its default loss and uniform
             negatives).
         pad_sides: where the ``padding`` check adds padding: "right" (rechub's histories are

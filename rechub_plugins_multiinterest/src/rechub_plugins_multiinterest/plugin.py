@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from rechub_core.hookspecs import hookimpl
-from rechub_core.specs import EncoderSpec, ModelSpec, TrainDefaults
+from rechub_core.specs import EncoderSpec, ModelSpec, TrainSettings
 
 FAMILY = "multi_interest"
 _PKG = "rechub_plugins_multiinterest"
 
 #: an exact softmax over the catalogue on the training rows (lr tuned on ComirecSA, validation)
-FULL_SOFTMAX = TrainDefaults(
-    mode=2, loss="softmax", sampler="auto", lr=3e-3, max_epochs=30, patience=3
-)
+FULL_SOFTMAX = TrainSettings(mode=2, loss="softmax", sampler="auto", lr=3e-3, epochs=30, patience=3)
 
 
 @hookimpl

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from rechub_core.hookspecs import hookimpl
-from rechub_core.specs import EncoderSpec, ModelSpec, TrainDefaults
+from rechub_core.specs import EncoderSpec, ModelSpec, TrainSettings
 
 FAMILY = "sequential"
 
@@ -30,19 +30,19 @@ _MODELS: dict[str, tuple[str, str]] = {
 }
 
 
-def _full_softmax(**kw: object) -> TrainDefaults:
+def _full_softmax(**kw: object) -> TrainSettings:
     # sampler "auto": full softmax up to 25,000 items, 512 shared negatives above
-    return TrainDefaults(mode=2, loss="softmax", sampler="auto", **kw)  # type: ignore[arg-type]
+    return TrainSettings(mode=2, loss="softmax", sampler="auto", **kw)  # type: ignore[arg-type]
 
 
 #: sequence_batch_size counts user sequences (all four train on every position of each sequence);
 #: 32 sequences (~1,300 targets) a step. lr chosen on the validation split where two were tried
 #: (3e-3 > 1e-3 for all four after 10 epochs); the README lists what was measured.
-TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
-    "GRU4Rec": _full_softmax(lr=3e-3, sequence_batch_size=32, max_epochs=40, patience=5),
-    "NARM": _full_softmax(lr=3e-3, sequence_batch_size=32, max_epochs=40, patience=5),
-    "SASRec": _full_softmax(lr=3e-3, sequence_batch_size=32, max_epochs=40, patience=5),
-    "STAMP": _full_softmax(lr=3e-3, sequence_batch_size=32, max_epochs=40, patience=5),
+TRAIN_DEFAULTS: dict[str, TrainSettings] = {
+    "GRU4Rec": _full_softmax(lr=3e-3, sequence_batch_size=32, epochs=40, patience=5),
+    "NARM": _full_softmax(lr=3e-3, sequence_batch_size=32, epochs=40, patience=5),
+    "SASRec": _full_softmax(lr=3e-3, sequence_batch_size=32, epochs=40, patience=5),
+    "STAMP": _full_softmax(lr=3e-3, sequence_batch_size=32, epochs=40, patience=5),
 }
 
 

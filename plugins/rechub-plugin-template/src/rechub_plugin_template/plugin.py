@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from rechub_core.hookspecs import hookimpl
-from rechub_core.specs import EncoderSpec, ModelSpec, TrainDefaults
+from rechub_core.specs import EncoderSpec, ModelSpec, TrainSettings
 
 # Factories are lazy "module:attr" strings (RENAME the module with the package): rechub imports
 # the model module only when the model is built, so `rechub --help` and `rechub list-plugins`
@@ -18,7 +18,7 @@ MODEL_MODULE = "rechub_plugin_template.model"
 
 #: how `rechub train --model AttentionPool` trains it: list-wise, a full softmax over the
 #: catalogue (fine for catalogues up to ~100k items; use "in_batch" + "sampled_softmax" above)
-TRAIN_DEFAULTS = TrainDefaults(mode=2, loss="softmax", sampler="full", lr=3e-3)
+TRAIN_DEFAULTS = TrainSettings(mode=2, loss="softmax", sampler="full", lr=3e-3)
 
 
 @hookimpl

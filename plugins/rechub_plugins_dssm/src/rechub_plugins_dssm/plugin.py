@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from rechub_core.hookspecs import hookimpl
-from rechub_core.specs import ModelSpec, TrainDefaults
+from rechub_core.specs import ModelSpec, TrainSettings
 
 FAMILY = "dssm"
 _PKG = "rechub_plugins_dssm"
@@ -18,7 +18,7 @@ _PKG = "rechub_plugins_dssm"
 #: softmax by the catalogue-size rule (sampler ``auto``: exact full softmax up to 25,000 items,
 #: so MovieLens-100K trains as before, else 512 shared negatives); lr 3e-3 chosen over 1e-3 on
 #: MovieLens-100K validation
-FULL_SOFTMAX = TrainDefaults(mode=2, loss="softmax", sampler="auto", lr=3e-3)
+FULL_SOFTMAX = TrainSettings(mode=2, loss="softmax", sampler="auto", lr=3e-3)
 
 
 @hookimpl
@@ -37,7 +37,7 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         family=FAMILY,
         from_schema=f"{_PKG}.facebook_dssm:FaceBookDSSM.from_schema",
         description="deeper cosine towers, pair-wise with hard negatives (KDD 2020)",
-        train_defaults=TrainDefaults(
+        train_defaults=TrainSettings(
             mode=1,
             loss="bpr",
             sampler="hard",
@@ -59,7 +59,7 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         family=FAMILY,
         from_schema=f"{_PKG}.youtube_sbc:YoutubeSBC.from_schema",
         description="in-batch softmax with streaming logQ correction (RecSys 2019)",
-        train_defaults=TrainDefaults(
+        train_defaults=TrainSettings(
             mode=2,
             loss="sampled_softmax",
             loss_params={"logq_correction": True},
