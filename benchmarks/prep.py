@@ -71,11 +71,8 @@ MAX_LEN = 50
 
 def write_frame(name: str, data_dir: Path | None, folder: Path) -> dict[str, Any]:
     """Write ``events.csv``, ``users.csv``, ``items.csv`` of data set ``name`` into ``folder``."""
-    from rechub_core.datasets import (
-        default_data_dir,
-        load_movielens_100k,
-        synthetic_interactions,
-    )
+    from rechub_core.datasets import default_data_dir, load_movielens_100k
+    from rechub_core.synthetic import synthetic_interactions
 
     if name == "ml-100k":
         inter = load_movielens_100k(data_dir or default_data_dir() / "ml-100k")
@@ -85,7 +82,7 @@ def write_frame(name: str, data_dir: Path | None, folder: Path) -> dict[str, Any
         if name == "synthetic-100k":  # a small set for trying the script out
             params.update(n_users=2_000, n_items=1_000)
         inter = synthetic_interactions(**params)  # type: ignore[arg-type]
-        source = f"rechub_core.datasets.synthetic_interactions({params})"
+        source = f"rechub_core.synthetic.synthetic_interactions({params})"
     else:
         raise SystemExit(f"unknown data set {name!r}; choose from {DATASETS} (or synthetic-100k)")
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
-"""Interaction data: the MovieLens-100K loader and downloader, a synthetic generator with planted
-structure, and a loader for the user's own CSV/parquet files.
+"""Interaction data: the MovieLens-100K loader and downloader, loaders for the user's own
+CSV/parquet logs and sequence-per-line files, and (from :mod:`rechub_core.synthetic`) a
+synthetic generator with planted structure.
 
 Every loader returns :class:`Interactions` with raw ids; :func:`rechub_core.preprocess.prepare`
 turns it into model-ready arrays under the evaluation protocol.
@@ -39,7 +40,6 @@ __all__ = [
     "load_sequence_file",
     "locate_movielens_100k",
     "movielens_100k_source",
-    "synthetic_interactions",
     "write_sequence_file",
 ]
 
@@ -324,130 +324,6 @@ def download_movielens_100k(
         tmp_zip.unlink(missing_ok=True)
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- synthetic data
-
-
-def synthetic_interactions(
-    n_users: int = 1000,
-    n_items: int = 500,
-    n_clusters: int = 10,
-    min_len: int = 8,
-    max_len: int = 40,
-    seed: int = 0,
-    p_switch: float = 0.1,
-    p_follow: float = 0.7,
-) -> Interactions:
-    """Seeded interactions with planted structure, for demos and fast tests.
-
-    Items are split into ``n_clusters`` clusters (item ``"category"`` = ``"c<k>"``) with a
-    Zipf-like popularity inside each cluster; every item has 3 likely successors in its cluster
-    (drawn by that popularity).
-    Each user has 1–3 interest clusters and a sequence of ``min_len..max_len`` distinct items:
-    a walk that mostly follows the current item's successors, sometimes jumps to a popular item
-    of the current cluster, and occasionally switches among the user's clusters. Timestamps
-    (unix seconds) increase strictly per user. Users table: ``"segment"`` (``"s<k>"``), equal to
-    the user's first cluster 80% of the time. Ids are ints ``1..n``.
-
-    ``p_switch`` is the chance per step of re-drawing the current cluster among the user's
-    clusters and ``p_follow`` the chance of following a successor; ``p_switch=1, p_follow=0``
-    plants pure multi-interest users (every item from a random one of their clusters, no order).
-    """
-    for name, p in (("p_switch", p_switch), ("p_follow", p_follow)):
-        if not 0.0 <= p <= 1.0:
-            raise InputError(f"synthetic_interactions {name} must be in [0, 1], got {p}")
-    if n_clusters < 1 or n_items < n_clusters or n_users < 1:
-        raise InputError(
-            f"synthetic_interactions needs n_users >= 1 and n_items >= n_clusters >= 1, got "
-            f"n_users={n_users}, n_items={n_items}, n_clusters={n_clusters}"
-        )
-    if not 1 <= min_len <= max_len:
-        raise InputError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
-    rng = np.random.default_rng(seed)
-    n_succ, zipf_a = 3, 1.0
-
-    # Items, grouped by cluster: sorted_items[cptr[c]:cptr[c+1]] are cluster c's, head first.
-    cluster_of = rng.permutation(np.arange(n_items) % n_clusters)
-    sorted_items = np.argsort(cluster_of, kind="stable")
-    cptr = np.zeros(n_clusters + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cluster_of, minlength=n_clusters), out=cptr[1:])
-    csize = np.diff(cptr)
-    rank_in_cluster = np.arange(n_items) - np.repeat(cptr[:-1], csize)
-    weight = 1.0 / (rank_in_cluster + 1.0) ** zipf_a
-    # Cumulative weights, normalised per cluster and shifted by the cluster index, so one
-    # searchsorted draws a popularity-weighted item of cluster c from u in [c, c+1).
-    cum = np.cumsum(weight)
-    base = np.concatenate([[0.0], cum[cptr[1:-1] - 1]])
-    cdf = (cum - np.repeat(base, csize)) / np.repeat(cum[cptr[1:] - 1] - base, csize)
-    cdf += np.repeat(np.arange(n_clusters), csize)
-
-    def popular(clusters: np.ndarray) -> np.ndarray:
-        u = clusters + rng.random(len(clusters)) * (1 - 1e-12)
-        pos = np.minimum(np.searchsorted(cdf, u, side="right"), cptr[clusters + 1] - 1)
-        return sorted_items[pos]
-
-    # Successors: drawn by popularity within the item's own cluster.
-    successors = popular(np.repeat(cluster_of, n_succ)).reshape(n_items, n_succ)
-
-    # Users: 1-3 interest clusters.
-    n_int = rng.integers(1, min(3, n_clusters) + 1, size=n_users)
-    interests = np.argsort(rng.random((n_users, n_clusters)), axis=1)[:, :3]
-    lengths = rng.integers(min_len, max_len + 1, size=n_users)
-
-    steps = 3 * max_len
-    walk = np.empty((n_users, steps), dtype=np.int64)
-    rows = np.arange(n_users)
-    cur_k = np.zeros(n_users, dtype=np.int64)
-    cur = popular(interests[:, 0])
-    walk[:, 0] = cur
-    for t in range(1, steps):
-        switch = rng.random(n_users) < p_switch
-        cur_k = np.where(switch, rng.integers(0, 3, size=n_users) % n_int, cur_k)
-        cluster = interests[rows, cur_k]
-        follow = (rng.random(n_users) < p_follow) & (cluster_of[cur] == cluster)
-        nxt = successors[cur, rng.integers(0, n_succ, size=n_users)]
-        cur = np.where(follow, nxt, popular(cluster))
-        walk[:, t] = cur
-
-    # Keep each user's first occurrences only, then the first `lengths` of them.
-    flat_user = np.repeat(rows, steps)
-    flat_item = walk.reshape(-1)
-    first = ~pd.DataFrame({"u": flat_user, "i": flat_item}).duplicated().to_numpy()
-    flat_user, flat_item = flat_user[first], flat_item[first]
-    uptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(flat_user, minlength=n_users), out=uptr[1:])
-    rank = np.arange(len(flat_user)) - uptr[flat_user]
-    sel = rank < lengths[flat_user]
-    flat_user, flat_item, rank = flat_user[sel], flat_item[sel], rank[sel]
-
-    start = 978_300_000 + rng.integers(0, 30 * 86_400, size=n_users)
-    gaps = rng.integers(1, 3_600, size=len(flat_user))
-    # Cumulative gaps per user: global cumsum minus the cumsum before each user's first event.
-    csum = np.cumsum(gaps)
-    first_pos = np.flatnonzero(rank == 0)
-    before = np.repeat(csum[first_pos] - gaps[first_pos], np.diff(np.append(first_pos, len(csum))))
-    timestamps = start[flat_user] + csum - before
-
-    events = pd.DataFrame(
-        {"user_id": flat_user + 1, "item_id": flat_item + 1, "timestamp": timestamps}
-    )
-    segment_cluster = np.where(
-        rng.random(n_users) < 0.8, interests[:, 0], rng.integers(0, n_clusters, size=n_users)
-    )
-    users = pd.DataFrame(
-        {"segment": np.char.add("s", segment_cluster.astype(str)).astype(object)},
-        index=pd.Index(np.arange(1, n_users + 1), name="user_id"),
-    )
-    ids = np.arange(1, n_items + 1)
-    items = pd.DataFrame(
-        {
-            "title": np.char.add("item ", ids.astype(str)).astype(object),
-            "category": np.char.add("c", cluster_of.astype(str)).astype(object),
-        },
-        index=pd.Index(ids, name="item_id"),
-    )
-    return Interactions(events=events, users=users, items=items, name=f"synthetic-{seed}")
 
 
 # --------------------------------------------------------------------------- user files

@@ -61,7 +61,9 @@ def load_interactions(cfg: RunConfig) -> Any:
     d = cfg.data
     source = d.source.lower()
     if source == "synthetic":
-        return datasets.synthetic_interactions(
+        from rechub_core.synthetic import synthetic_interactions
+
+        return synthetic_interactions(
             n_users=d.synthetic_users, n_items=d.synthetic_items, seed=d.seed
         )
     if source in ("movielens-100k", "ml-100k", "movielens"):

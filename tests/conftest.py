@@ -7,8 +7,9 @@ import os
 import pytest
 import torch
 
-from rechub_core.datasets import find_movielens_100k, load_movielens_100k, synthetic_interactions
+from rechub_core.datasets import find_movielens_100k, load_movielens_100k
 from rechub_core.preprocess import PreparedData, prepare
+from rechub_core.synthetic import synthetic_interactions
 
 # pytest-xdist runs two workers on two cores: one thread each avoids oversubscription
 if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -12,11 +12,11 @@ import torch
 
 from rechub_core import create, get_spec
 from rechub_core.data import loaders_from_prepared
-from rechub_core.datasets import synthetic_interactions
 from rechub_core.errors import InputError
 from rechub_core.preprocess import PreparedData, prepare
 from rechub_core.schema import DataSchema
 from rechub_core.specs import EncoderSpec
+from rechub_core.synthetic import synthetic_interactions
 from rechub_core.testing import check_model
 from rechub_core.towers import TwoTowerModel
 from rechub_core.trainer import MatchTrainer

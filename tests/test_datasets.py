@@ -26,9 +26,9 @@ from rechub_core.datasets import (
     find_movielens_100k,
     load_interactions_file,
     load_movielens_100k,
-    synthetic_interactions,
 )
 from rechub_core.errors import InputError
+from rechub_core.synthetic import synthetic_interactions
 
 # --------------------------------------------------------------------------- MovieLens-100K
 

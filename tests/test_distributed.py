@@ -63,8 +63,8 @@ ROWS, BATCH = 1024, 128  # rows divisible by the batch: no padded rows, so DDP =
 def _case(path: Path, gather: bool = True) -> tuple[MatchTrainer, BatchLoader, BatchLoader]:
     """A small model without dropout, in-batch softmax with logQ, and the loaders; the same
     in the parent (one process) and in each rank."""
-    from rechub_core.datasets import synthetic_interactions
     from rechub_core.preprocess import prepare
+    from rechub_core.synthetic import synthetic_interactions
     from rechub_core.towers import ItemEmbeddingTower, MLPTower, TwoTowerModel
 
     data = prepare(

@@ -434,8 +434,8 @@ def test_synthetic_multi_interest_beats_single_vector(tmp_path: Path) -> None:
     them, no order to exploit), K = 4 interests beat one vector of the same size (the same
     encoder with n_interest = 1) on HR@50. Measured: 0.8073 (K=4) vs 0.7733 (K=1) after 6
     epochs; on the order-driven default synthetic data K=1 keeps up (0.8767 vs 0.8707)."""
-    from rechub_core.datasets import synthetic_interactions
     from rechub_core.preprocess import prepare
+    from rechub_core.synthetic import synthetic_interactions
 
     inter = synthetic_interactions(
         n_users=1500, n_items=1000, n_clusters=20, seed=1, p_switch=1.0, p_follow=0.0

@@ -276,8 +276,8 @@ def test_order_aware_models_beat_mean_pooled_history(name: str, tmp_path: Path) 
     follows from the previous ones. On MovieLens-100K the same holds with 10 epochs each
     (test NDCG@10 SASRec 0.0587, GRU4Rec 0.0573 vs YoutubeDNN 0.0462 at 5 epochs), too long a
     budget for this suite; the benchmark measures it."""
-    from rechub_core.datasets import synthetic_interactions
     from rechub_core.preprocess import prepare
+    from rechub_core.synthetic import synthetic_interactions
 
     data = prepare(synthetic_interactions(n_users=600, n_items=300, seed=11), max_len=20)
     ours = train(name, data, tmp_path / name, epochs=12)

@@ -16,7 +16,6 @@ from rechub_core.datasets import (
     Interactions,
     find_movielens_100k,
     load_movielens_100k,
-    synthetic_interactions,
 )
 from rechub_core.errors import InputError
 from rechub_core.preprocess import (
@@ -29,6 +28,7 @@ from rechub_core.preprocess import (
     trailing_windows,
     user_time_item_order,
 )
+from rechub_core.synthetic import synthetic_interactions
 
 
 def _events(rows: list[tuple[object, object, int]]) -> Interactions:

@@ -192,8 +192,8 @@ def test_sparse_gradients_give_the_dense_path_weights(synthetic: PreparedData) -
 def _ddp_case(path: Path) -> tuple[MatchTrainer, object, object]:
     """In-batch softmax on 1,024 rows (divisible by the global batch), row-wise Adam on every
     table; the same in one process and in each rank."""
-    from rechub_core.datasets import synthetic_interactions
     from rechub_core.preprocess import prepare
+    from rechub_core.synthetic import synthetic_interactions
 
     data = prepare(synthetic_interactions(n_users=300, n_items=120, seed=3), max_len=20)
     torch.manual_seed(0)

@@ -248,8 +248,8 @@ def test_item_table_must_match_the_model(tmp_path: Path) -> None:
 
 
 def _short_histories() -> PreparedData:
-    from rechub_core.datasets import synthetic_interactions
     from rechub_core.preprocess import prepare
+    from rechub_core.synthetic import synthetic_interactions
 
     # max_len far above the users' lengths: histories mostly padding, as on Amazon data
     return prepare(synthetic_interactions(n_users=200, n_items=80, seed=4), max_len=120)

@@ -48,8 +48,8 @@ def conformance_data(
 ) -> PreparedData:
     """Small seeded synthetic data under the protocol (user profile and item side columns,
     histories of different lengths), shared by every check; cached per arguments."""
-    from rechub_core.datasets import synthetic_interactions
     from rechub_core.preprocess import prepare
+    from rechub_core.synthetic import synthetic_interactions
 
     events = synthetic_interactions(
         n_users=n_users, n_items=n_items, n_clusters=4, min_len=5, max_len=14, seed=seed
