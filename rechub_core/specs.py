@@ -79,6 +79,33 @@ def resolve_target(target: str, *, what: str = "factory") -> Any:
     return obj
 
 
+def lazy_exports(
+    package: str, sources: dict[str, str], namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` (PEP 562) for a plugin package whose public names load
+    on first access, so that loading its ``plugin`` module to list it imports no model code.
+
+    Args:
+        package: the package's ``__name__``.
+        sources: public name -> the submodule of ``package`` that defines it.
+        namespace: the package's ``globals()`` (a loaded name is cached there).
+
+    Use: ``__getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals())``.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in sources:
+            value = getattr(importlib.import_module(f"{package}.{sources[name]}"), name)
+            namespace[name] = value
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted([*namespace, *sources])
+
+    return __getattr__, __dir__
+
+
 @attrs.frozen(kw_only=True)
 class ComponentSpec:
     """A registered component: ``factory(**params)`` builds it.

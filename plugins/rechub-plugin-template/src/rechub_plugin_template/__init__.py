@@ -6,8 +6,9 @@ module) to list it imports neither torch nor the model module.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rechub_core.specs import lazy_exports
 
 if TYPE_CHECKING:
     from rechub_plugin_template.model import AttentionPool, AttentionPoolEncoder
@@ -15,9 +16,4 @@ if TYPE_CHECKING:
 __all__ = ["AttentionPool", "AttentionPoolEncoder"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        value = getattr(importlib.import_module(f"{__name__}.model"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(__all__, "model"), globals())
