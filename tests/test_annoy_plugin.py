@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from plugin_fixtures import rechub_command, run
 
 from rechub_core.index import read_header
 
@@ -40,17 +40,6 @@ params = { n_trees = 20, metric = "dot" }
 """
 
 pytest.importorskip("annoy", reason="the annoy package is not installed")
-
-
-def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
-
-
-def rechub_command() -> list[str]:
-    script = Path(sys.executable).with_name("rechub")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "rechub_core.cli"]
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from plugin_fixtures import rechub_command, run
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "plugins.md"
@@ -120,17 +120,6 @@ def tutorial_files() -> dict[str, str]:
     text = DOCS.read_text(encoding="utf-8")
     found = re.findall(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```", text, flags=re.DOTALL)
     return dict(found)
-
-
-def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
-
-
-def rechub_command() -> list[str]:
-    script = Path(sys.executable).with_name("rechub")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "rechub_core.cli"]
 
 
 @pytest.fixture(scope="module")
