@@ -30,6 +30,7 @@ ONNX call and one index search each, no thread hand-off); reloads build on a wor
 import asyncio
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,17 @@ def _user_tower(loaded: Any) -> tuple[Any, float]:
     batch = {k: v[:8] for k, v in loaded.users["inputs"].items()}
 
     def export() -> float:
-        log.info("exporting the user tower to %s", path)
-        loaded.trainer().export_onnx(path, mode="user", example=loaded.example("user"))
+        nonlocal path
+        from rechub_core.run_folder import RunLock
+
+        try:  # writing into RUN is a writer's act: hold its lock, as `rechub export` does
+            with RunLock(loaded.path):
+                log.info("exporting the user tower to %s", path)
+                loaded.trainer().export_onnx(path, mode="user", example=loaded.example("user"))
+        except CheckpointError as exc:  # a train holds RUN: serve from a private copy
+            path = Path(tempfile.mkdtemp(prefix="rechub-serve-")) / USER_TOWER.name
+            log.warning("%s; exporting the user tower to %s instead", exc, path)
+            loaded.trainer().export_onnx(path, mode="user", example=loaded.example("user"))
         return onnx_max_abs_diff(loaded.model, path, "user", batch)
 
     if not path.is_file():

@@ -230,3 +230,22 @@ def test_a_stale_onnx_tower_is_exported_again(runs, tmp_path) -> None:
     state = load_state(copy)
     assert state.parity < 1e-4
     assert (copy / USER_TOWER).read_bytes() != (runs[1] / USER_TOWER).read_bytes()
+
+
+def test_serving_a_run_that_a_writer_holds_exports_outside_it(runs, tmp_path) -> None:
+    """Exporting the user tower writes into RUN, so serve takes RUN.lock like `rechub export`;
+    when a train holds it, the tower goes to a private folder and RUN is left untouched."""
+    import shutil
+
+    from rechub_core.run_folder import RunLock
+    from rechub_core.serve import USER_TOWER, load_state
+
+    copy = tmp_path / "run_a"
+    shutil.copytree(runs[0], copy)
+    shutil.rmtree(copy / USER_TOWER.parent, ignore_errors=True)
+    with RunLock(copy):  # another writer (its own open file: flock conflicts in-process too)
+        state = load_state(copy)
+    assert state.parity < 1e-4
+    assert not (copy / USER_TOWER).exists()
+    load_state(copy)  # lock free: exported into the run as before
+    assert (copy / USER_TOWER).is_file()
