@@ -179,7 +179,7 @@ def test_uniform_shared_mode_and_bad_arguments() -> None:
 )
 def test_distinct_ids_equals_torch_unique(ids, n_items, as_matrix) -> None:
     """The trainer's candidate de-duplication: sorted distinct ids and each id's slot."""
-    from rechub_core.trainer import distinct_ids
+    from rechub_core.batch_loss import distinct_ids
 
     x = torch.tensor(ids)
     if as_matrix and len(ids) % 2 == 0:
