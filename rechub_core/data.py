@@ -47,7 +47,10 @@ def as_tensor(name: str, value: Any) -> Tensor:
                 f"column {name!r} holds {arr.dtype} values; encode raw ids to integers first "
                 "(rechub_core.preprocess.IdEncoder)"
             )
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # pandas' copy-on-write hands out read-only views
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
     if t.dtype.is_floating_point:
         return t.to(torch.float32)
     if t.dtype == torch.bool:
