@@ -113,18 +113,22 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     total = time.perf_counter() - start
     history = result.history
     seconds = [h["seconds"] for h in history]
-    eval_start = time.perf_counter()
-    from rechub_core.runs import load_run
+    eval_seconds = None
+    if not args.no_eval_timing:  # a second, timed evaluation from the saved run folder
+        eval_start = time.perf_counter()
+        from rechub_core.runs import load_run
 
-    loaded = load_run(out)
-    loaded.trainer().evaluate(loaded.user_loader())
-    eval_seconds = time.perf_counter() - eval_start
+        loaded = load_run(out)
+        loaded.trainer().evaluate(loaded.user_loader())
+        eval_seconds = time.perf_counter() - eval_start
+    best = json.loads((out / "metrics.json").read_text()).get("best_epoch", -1)
     return {
         "library": "rechub",
         "model": args.one,
         "metrics": result.metrics,
         "mostpop": result.mostpop,
         "epochs": len(history),
+        "best_epoch": best if best >= 0 else None,  # 0-based, as the peers' rows
         "seconds_per_epoch": float(np.mean(seconds)),
         "samples_per_second": float(np.mean([h["samples_per_s"] for h in history])),
         "train_seconds": float(sum(seconds)),
@@ -310,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
         help="RecBole's early-stopping patience in epochs (its default 10; the cached rows used 5)",
     )
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--no-eval-timing", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         print(json.dumps(run_one(args)))

@@ -1,0 +1,365 @@
+"""The standard benchmark (issue #15): every registered model x {MovieLens-100K, Amazon Sports,
+Amazon Toys, Yelp}, each trained as ``rechub train --model NAME`` trains it (its defaults, early
+stopping on validation NDCG@10), plus MostPop and the published references (not re-run).
+
+    python -m benchmarks.standard [--only ml-100k,sports,toys,yelp] [--models all|A,B|none] \\
+        [--resume | --keep] [--epochs N] [--seed 1] [--threads 1] [--jobs 1] [--name standard] \\
+        [--external torch-rechub,recbole]
+
+Each (data set, model) trains in its own process (``python -m benchmarks.quality --one``) and
+its row is written to ``OUT/NAME.json`` and ``OUT/NAME.md`` as soon as it finishes, so an
+interrupted run keeps what it finished. ``--keep`` keeps the earlier rows of the pairs not
+re-run; ``--resume`` (implies ``--keep``) trains only the pairs without a full row (missing,
+failed, or a smoke row from ``--epochs``). Rows trained with ``--epochs N`` are marked as smoke
+runs, not results. The markdown lists the cells still missing.
+
+Data: ``DATA_ROOT/ml-100k`` and ``DATA_ROOT/amazon-s3rec/{Sports_and_Outdoors,Toys_and_Games,
+Yelp}.txt`` (``--data-root``, default ``$RECHUB_DATA_DIR`` or ``../shared/data``). Peers
+(``--external``) train on Toys only, through quality.py's runners and their caps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS, command_line, fmt, machine, machine_line, write_results
+
+#: key -> (title, --data source relative to the data root, --data-dir relative to it or None)
+DATASETS: dict[str, tuple[str, str, str | None]] = {
+    "ml-100k": ("MovieLens-100K", "movielens-100k", "ml-100k"),
+    "sports": ("Amazon Sports_and_Outdoors", "amazon-s3rec/Sports_and_Outdoors.txt", None),
+    "toys": ("Amazon Toys_and_Games", "amazon-s3rec/Toys_and_Games.txt", None),
+    "yelp": ("Yelp", "amazon-s3rec/Yelp.txt", None),
+}
+EXTERNAL_DATA = "toys"  # the data set the peers' rows are trained on (issue #15)
+COLUMNS = ["ndcg@10", "hit@10", "ndcg@50", "hit@50"]
+HEADERS = ["NDCG@10", "HR@10", "NDCG@50", "HR@50"]
+#: published full-ranking, leave-one-out, seen-excluded figures: (who, NDCG@10, HR@10); see
+#: ../shared/data/README.md (eSASRec benchmark, github blondered/transformer_benchmark)
+PUBLISHED: dict[str, list[tuple[str, float, float]]] = {
+    "sports": [
+        ("SASRec, sampled softmax (eSASRec benchmark, tuned per data set)", 0.0314, 0.0569),
+        ("eSASRec (eSASRec benchmark, tuned per data set)", 0.0323, 0.0560),
+        ("SASRec, original (as reported by papers)", 0.0192, 0.0350),
+    ],
+    "toys": [
+        ("SASRec, sampled softmax (eSASRec benchmark, tuned per data set)", 0.0580, 0.0970),
+        ("eSASRec (eSASRec benchmark, tuned per data set)", 0.0538, 0.0939),
+    ],
+}
+
+
+def data_args(key: str, root: Path) -> list[str]:
+    """The ``--data`` (and ``--data-dir``) arguments of data set ``key`` under ``root``."""
+    _, source, data_dir = DATASETS[key]
+    if data_dir is not None:
+        return ["--data", source, "--data-dir", str(root / data_dir)]
+    return ["--data", str(root / source)]
+
+
+def quality_args(key: str, root: Path) -> argparse.Namespace:
+    """quality.py's arguments for data set ``key`` (to reuse its data loading)."""
+    _, source, data_dir = DATASETS[key]
+    if data_dir is not None:
+        return argparse.Namespace(data=source, data_dir=str(root / data_dir), epochs=None, seed=1)
+    return argparse.Namespace(data=str(root / source), data_dir=None, epochs=None, seed=1)
+
+
+def mostpop_row(key: str, root: Path) -> dict[str, Any]:
+    """MostPop's test metrics on data set ``key`` and the size of the prepared data."""
+    from benchmarks.quality import KS, prepared
+    from rechub_core.metrics import most_popular_metrics
+
+    start = time.perf_counter()
+    _, data = prepared(quality_args(key, root))
+    t = data.test
+    metrics = most_popular_metrics(data.item_counts, t.target, t.seen_indptr, t.seen_indices, ks=KS)
+    return {
+        "metrics": metrics,
+        "users": len(t.target),
+        "items": int(data.n_items) - 1,  # row 0 is padding
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def train_row(key: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Train ``model`` on data set ``key`` in its own process, as ``rechub train`` does."""
+    cmd = [sys.executable, "-m", "benchmarks.quality", "--one", model, "--no-eval-timing"]
+    cmd += data_args(key, Path(args.data_root))
+    cmd += ["--seed", str(args.seed), "--threads", str(args.threads)]
+    cmd += ["--work", str(Path(args.work) / key)]
+    if args.epochs:
+        cmd += ["--epochs", str(args.epochs)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    base = {"data": key, "library": "rechub", "model": model, "seed": args.seed}
+    base |= {"epochs_cap": args.epochs, "wall_seconds": wall, "date": time.strftime("%F %R %Z")}
+    if proc.returncode != 0:
+        return base | {"error": (proc.stderr or proc.stdout)[-400:]}
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    row.pop("mostpop", None)  # kept once per data set
+    return row | base
+
+
+def external_rows(args: argparse.Namespace, models: list[str]) -> list[dict[str, Any]]:
+    """Torch-RecHub / RecBole rows on Toys through quality.py's runners (their own caps)."""
+    from benchmarks.quality import RECBOLE_MODELS, prepared, run_external, write_split
+
+    root = Path(args.data_root)
+    inter, data = prepared(quality_args(EXTERNAL_DATA, root))
+    work = Path(args.work) / EXTERNAL_DATA
+    write_split(inter, data, work / "split")
+    rows = []
+    for lib in [e for e in args.external.split(",") if e]:
+        for model in models:
+            if lib == "recbole" and model not in RECBOLE_MODELS:
+                continue
+            extra = ["--stopping-step", "5"] if lib == "recbole" else []
+            row = run_external(
+                lib, model, work / "split", work, None, args.seed, data, args.threads, extra
+            )
+            rows.append(row | {"data": EXTERNAL_DATA, "seed": args.seed, "epochs_cap": None})
+            print(f"{lib} {model}: {row.get('metrics', row.get('error'))}", file=sys.stderr)
+    return rows
+
+
+def is_full(row: dict[str, Any]) -> bool:
+    """A finished row trained with the model's own epoch budget (not a smoke run)."""
+    return not row.get("error") and not row.get("epochs_cap")
+
+
+def _cells(row: dict[str, Any], mostpop: dict[str, float] | None) -> list[str]:
+    m = row.get("metrics") or {}
+    cells = [fmt(m.get(k), 4) for k in COLUMNS]
+    ratio = "-"
+    if m and mostpop and mostpop.get("ndcg@10"):
+        ratio = fmt(m["ndcg@10"] / mostpop["ndcg@10"], 2)
+    best = row.get("best_epoch")
+    wall = row.get("wall_seconds") or row.get("train_seconds")
+    best_cell = "-" if best is None else str(best + 1)
+    epochs_cells = [best_cell, fmt(row.get("epochs")), fmt(wall, 0)]
+    return [*cells, ratio, *epochs_cells, fmt(row.get("seconds_per_epoch"), 1)]
+
+
+def _note(row: dict[str, Any], seed: int) -> str:
+    notes = []
+    if row.get("epochs_cap"):
+        notes.append(f"**smoke run, --epochs {row['epochs_cap']}: not a result**")
+    if row.get("seed") != seed:
+        notes.append(f"seed {row.get('seed')}")
+    if row.get("date"):
+        notes.append(str(row["date"]))
+    return "; ".join(notes)
+
+
+def data_table(key: str, payload: dict[str, Any], models: list[str]) -> list[str]:
+    """The markdown section of data set ``key``: MostPop, our models, peers, published."""
+    title = DATASETS[key][0]
+    pop = payload["mostpop"].get(key)
+    size = f" ({pop['users']:,} users, {pop['items']:,} items)" if pop else ""
+    head = [*HEADERS, "NDCG@10 / MostPop", "best epoch", "epochs run", "wall s", "s/epoch"]
+    lines = [
+        f"## {title}{size}",
+        "",
+        "| library | model | " + " | ".join(head) + " | note |",
+        "|---" * (len(head) + 3) + "|",
+    ]
+    pop_metrics = pop["metrics"] if pop else None
+    if pop:
+        cells = [fmt(pop["metrics"].get(k), 4) for k in COLUMNS]
+        lines.append("| - | MostPop | " + " | ".join(cells) + " | 1.00 | - | - | - | - | |")
+    else:
+        lines.append("| - | MostPop | " + " | ".join(["missing"] + ["-"] * 8) + " | |")
+    rows = {(r["library"], r["model"]): r for r in payload["rows"] if r["data"] == key}
+    seed = payload["seed"]
+    for model in models:
+        r = rows.get(("rechub", model))
+        if r is None:
+            lines.append(f"| rechub | {model} | missing" + " | -" * 8 + " | |")
+        elif r.get("error"):
+            err = str(r["error"]).strip().splitlines()[-1][:80] if r["error"] else ""
+            lines.append(f"| rechub | {model} | error: {err}" + " | -" * 8 + " | |")
+        else:
+            cells = _cells(r, pop_metrics)
+            lines.append(f"| rechub | {model} | " + " | ".join(cells) + f" | {_note(r, seed)} |")
+    for (lib, model), r in sorted(rows.items()):
+        if lib == "rechub":
+            continue
+        cells = ["error"] + ["-"] * 8 if r.get("error") else _cells(r, pop_metrics)
+        lines.append(f"| {lib} | {model} | " + " | ".join(cells) + " | peer, its runner's cap |")
+    for who, ndcg, hr in PUBLISHED.get(key, []):
+        cells = [fmt(ndcg, 4), fmt(hr, 4), "-", "-", "-", "-", "-", "-", "-"]
+        lines.append(f"| published | {who} | " + " | ".join(cells) + " | published (not re-run) |")
+    return [*lines, ""]
+
+
+def missing_cells(payload: dict[str, Any], models: list[str]) -> list[str]:
+    """``data/model`` pairs without a full row (missing, failed or smoke only)."""
+    full = {
+        (r["data"], r["model"]) for r in payload["rows"] if r["library"] == "rechub" and is_full(r)
+    }
+    out = [f"{k}/{m}" for k in DATASETS for m in models if (k, m) not in full]
+    out += [f"{k}/MostPop" for k in DATASETS if k not in payload["mostpop"]]
+    return out
+
+
+def markdown(payload: dict[str, Any], models: list[str]) -> str:
+    """The whole results file: how it was made, one table per data set, what is missing."""
+    lines = [
+        "# Standard benchmark: MovieLens-100K, Amazon Sports, Amazon Toys, Yelp (issue #15)",
+        "",
+        "Protocol of DESIGN.md §4: leave-one-out (last item test, second last validation), full",
+        "ranking over all items with the user's seen items excluded; HR = hit rate (= Recall",
+        "under leave-one-out). Each model as `rechub train --model NAME` trains it: its",
+        "defaults, early stopping on validation NDCG@10, the best epoch's weights tested;",
+        f"seed {payload['seed']}, 1 torch thread unless a row says otherwise. Best epoch is",
+        "1-based; wall s is the whole training process (data preparation, training,",
+        "validation, test evaluation, writing the run folder).",
+        "",
+        "Commands (in order):",
+        "",
+        *[f"- `{c}`" for c in payload["commands"]],
+        "",
+        machine_line(payload["machine"]),
+        "",
+    ]
+    for key in DATASETS:
+        lines += data_table(key, payload, models)
+    missing = missing_cells(payload, models)
+    lines.append("## Missing cells")
+    lines.append("")
+    if missing:
+        lines.append(
+            f"{len(missing)} (data/model) cells have no full row yet; fill them with "
+            "`python -m benchmarks.standard --resume`:"
+        )
+        lines += ["", ", ".join(missing)]
+    else:
+        lines.append("None: every cell has a full row.")
+    return "\n".join(lines) + "\n"
+
+
+def load_earlier(out: Path, name: str) -> dict[str, Any] | None:
+    """The earlier ``OUT/NAME.json``, if any."""
+    path = out / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--only",
+        default="all",
+        help="data sets: 'all' or comma-separated keys of " + ", ".join(DATASETS),
+    )
+    ap.add_argument("--models", default="all", help="'all', comma-separated names, or 'none'")
+    ap.add_argument("--keep", action="store_true", help="keep earlier rows of pairs not re-run")
+    ap.add_argument(
+        "--resume", action="store_true", help="--keep, and train only pairs without a full row"
+    )
+    ap.add_argument("--epochs", type=int, default=None, help="cap (marks rows as smoke runs)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per model")
+    ap.add_argument("--jobs", type=int, default=1, help="models trained at once")
+    ap.add_argument("--external", default="", help="peers on Toys: torch-rechub,recbole")
+    ap.add_argument("--data-root", default=None, help="default: $RECHUB_DATA_DIR or ../shared/data")
+    ap.add_argument("--name", default="standard", help="results file name (OUT/NAME.json, .md)")
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--work", default="benchmarks/.work/standard")
+    args = ap.parse_args(argv)
+    if args.name == "quality":
+        ap.error("--name quality would overwrite quality.py's MovieLens table; pick another")
+    if args.data_root is None:
+        from rechub_core.datasets import default_data_dir
+
+        args.data_root = str(default_data_dir())
+    args.keep = args.keep or args.resume
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from rechub_core.plugins import list_components
+
+    keys = list(DATASETS) if args.only == "all" else args.only.split(",")
+    unknown = [k for k in keys if k not in DATASETS]
+    if unknown:
+        raise SystemExit(f"--only {unknown}: unknown data set; use {', '.join(DATASETS)}")
+    all_models = list_components("model")
+    if args.models in ("all", "none"):
+        models = all_models if args.models == "all" else []
+    else:
+        models = args.models.split(",")
+    out = Path(args.out)
+    earlier = load_earlier(out, args.name) if args.keep else None
+    command = command_line("benchmarks.standard", argv)
+    payload: dict[str, Any] = {
+        "seed": args.seed,
+        "commands": [*(earlier or {}).get("commands", []), command],
+        "machine": machine(),
+        "mostpop": (earlier or {}).get("mostpop", {}),
+        "rows": (earlier or {}).get("rows", []),
+    }
+    table_models = sorted({*all_models, *models})
+    lock = threading.Lock()
+
+    def save() -> None:
+        with lock:
+            write_results(args.name, payload, markdown(payload, table_models), out)
+
+    for key in keys:
+        payload["mostpop"][key] = mostpop_row(key, Path(args.data_root))
+        print(
+            f"MostPop {key}: {payload['mostpop'][key]['metrics']['ndcg@10']:.4f}", file=sys.stderr
+        )
+    save()
+    pairs = [(k, m) for k in keys for m in models]
+    if args.resume:
+        done = {
+            (r["data"], r["model"])
+            for r in payload["rows"]
+            if r["library"] == "rechub" and is_full(r)
+        }
+        pairs = [p for p in pairs if p not in done]  # missing, failed or smoke-only cells
+
+    def run(pair: tuple[str, str]) -> None:
+        row = train_row(*pair, args)
+        with lock:
+            payload["rows"] = [
+                r
+                for r in payload["rows"]
+                if (r["data"], r["library"], r["model"]) != (pair[0], "rechub", pair[1])
+            ] + [row]
+        print(
+            f"rechub {pair}: {row.get('metrics', {}).get('ndcg@10', row.get('error'))}",
+            file=sys.stderr,
+        )
+        save()
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        list(pool.map(run, pairs))
+    if args.external:
+        peers = external_rows(args, models)
+        done_peers = {(r["library"], r["model"]) for r in peers}
+        payload["rows"] = [
+            r
+            for r in payload["rows"]
+            if not (r["data"] == EXTERNAL_DATA and (r["library"], r["model"]) in done_peers)
+        ] + peers
+        save()
+    print(markdown(payload, table_models))
+
+
+if __name__ == "__main__":
+    main()
