@@ -381,9 +381,12 @@ class AutoSoftmaxSampler(Sampler):
     trained); larger ones ``n_neg`` uniform negatives shared by the whole batch
     (:class:`UniformSampler` with ``shared=True``: one ``(B, n_neg)`` matmul a step; each
     row's positive is scored on its own and accidental hits are masked). Uniform sampling
-    probabilities are equal, so the logQ correction is a constant and the plain ``softmax``
-    loss is already the corrected sampled softmax. Ask for either explicitly with sampler
-    ``full`` or ``uniform`` (``shared=true``).
+    probabilities are equal, so the logQ correction (``sampled_softmax``) only shifts every
+    negative against the positive by the same ``log(N / n_neg)``; measured, it changes little
+    (``benchmarks/results/sampled_softmax_notes.md``, which also shows that at the sequential
+    models' temperature 0.02 sampled training lags the full softmax, and at 0.1 or a dot
+    product it does not). Ask for either explicitly with sampler ``full`` or ``uniform``
+    (``shared=true``).
 
     Args:
         max_full_items: the largest catalogue trained with a full softmax.
