@@ -8,7 +8,7 @@ PLUGINS := plugins/rechub_plugins_dssm rechub_plugins_seq rechub_plugins_multiin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: install demo test lint unit bench clean
+.PHONY: install demo test lint unit bench bench-standard clean
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: lint unit
 
 bench: install
 	$(BIN)/python -m benchmarks.quality --data movielens-100k --models all --jobs 2 --threads 1 --out benchmarks/results
+
+# issue #15: 12 models x {MovieLens-100K, Sports, Toys, Yelp} + MostPop, 1 thread, resumable
+# (trains only the cells benchmarks/results/standard.json lacks); see benchmarks/README.md
+bench-standard: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.standard --resume --threads 1 --jobs 1
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -30,7 +31,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, command_line, fmt, machine, machine_line, write_results
+from benchmarks.common import (
+    RESULTS,
+    command_line,
+    fmt,
+    git_commit,
+    machine,
+    machine_line,
+    write_results,
+)
 
 #: key -> (title, --data source relative to the data root, --data-dir relative to it or None)
 DATASETS: dict[str, tuple[str, str, str | None]] = {
@@ -103,6 +112,7 @@ def train_row(key: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter() - start
     base = {"data": key, "library": "rechub", "model": model, "seed": args.seed}
     base |= {"epochs_cap": args.epochs, "wall_seconds": wall, "date": time.strftime("%F %R %Z")}
+    base |= {"commit": git_commit(), "load_average": [round(x, 2) for x in os.getloadavg()]}
     if proc.returncode != 0:
         return base | {"error": (proc.stderr or proc.stdout)[-400:]}
     row = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -157,7 +167,7 @@ def _note(row: dict[str, Any], seed: int) -> str:
     if row.get("seed") != seed:
         notes.append(f"seed {row.get('seed')}")
     if row.get("date"):
-        notes.append(str(row["date"]))
+        notes.append(f"{row['date']}, commit {row.get('commit', '?')}")
     return "; ".join(notes)
 
 
@@ -223,7 +233,8 @@ def markdown(payload: dict[str, Any], models: list[str]) -> str:
         "defaults, early stopping on validation NDCG@10, the best epoch's weights tested;",
         f"seed {payload['seed']}, 1 torch thread unless a row says otherwise. Best epoch is",
         "1-based; wall s is the whole training process (data preparation, training,",
-        "validation, test evaluation, writing the run folder).",
+        "validation, test evaluation, writing the run folder). Each row's note gives when and",
+        "at which commit it was trained; the machine line is the latest command's.",
         "",
         "Commands (in order):",
         "",
