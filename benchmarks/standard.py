@@ -94,7 +94,7 @@ def mostpop_row(key: str, root: Path) -> dict[str, Any]:
     return {
         "metrics": metrics,
         "users": len(t.target),
-        "items": int(data.n_items) - 1,  # row 0 is padding
+        "items": int(data.n_items),  # real items (data.items has the padding row 0 too)
         "seconds": time.perf_counter() - start,
     }
 
