@@ -8,7 +8,6 @@ finds it exactly as it finds an installed package, so no install is needed (cond
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -111,16 +110,3 @@ def host(monkeypatch) -> PluginHost:
     host = PluginHost()
     host.load()  # built-ins first, as in real use
     return host
-
-
-def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a command of an isolated-install test (output captured, at most 300 s)."""
-    return subprocess.run(
-        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
-
-
-def rechub_command() -> list[str]:
-    """The ``rechub`` command of this environment (its script, else ``python -m``)."""
-    script = Path(sys.executable).with_name("rechub")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "rechub_core.cli"]

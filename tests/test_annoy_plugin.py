@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from plugin_fixtures import rechub_command, run
+from plugin_sources import rechub_command, run
 
 from rechub_core.index import read_header
 

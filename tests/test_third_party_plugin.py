@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from plugin_fixtures import rechub_command, run
+from plugin_sources import rechub_command, run
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "plugins.md"
