@@ -19,7 +19,7 @@ import torch
 
 from rechub_core.config import RunConfig
 from rechub_core.errors import ConfigError, InputError
-from rechub_core.metrics import DEFAULT_KS, METRIC_NAMES
+from rechub_core.metric_names import DEFAULT_KS, METRIC_NAMES
 from rechub_core.plugins import create, get_spec
 from rechub_core.specs import ModelSpec
 

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from rechub_core.errors import InputError
+from rechub_core.metric_names import DEFAULT_KS, METRIC_NAMES
 
 __all__ = [
     "DEFAULT_KS",
@@ -44,12 +45,6 @@ __all__ = [
     "target_ranks",
     "topk_hits",
 ]
-
-DEFAULT_KS: tuple[int, ...] = (10, 20, 50)
-"""Cut-offs reported by default (DESIGN.md §4)."""
-
-METRIC_NAMES: tuple[str, ...] = ("recall", "precision", "ndcg", "hit", "mrr")
-"""Metric names, in the order they appear in the returned dictionaries."""
 
 
 # --------------------------------------------------------------------------- validation helpers

@@ -7,6 +7,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rechub_core.metric_names import DEFAULT_KS, METRIC_NAMES
+
 console = Console()
 
 
@@ -16,10 +18,8 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=1)
 
 
-#: metric names and cut-offs the tables show: rechub_core.metrics.METRIC_NAMES and DEFAULT_KS
-#: (not imported from there: that module imports torch, and --help must not)
-METRIC_NAMES = ("recall", "precision", "ndcg", "hit", "mrr")
-METRIC_KS = (10, 20, 50)
+#: the metrics the tables show (from the torch-free rechub_core.metric_names)
+METRIC_KS = DEFAULT_KS
 METRIC_KEYS = [f"{name}@{k}" for name in METRIC_NAMES for k in METRIC_KS]
 
 
