@@ -245,7 +245,8 @@ def train_run(
         for name, enc in data.encoders.items():
             log.info("%s ids read as %s", name, enc.id_type)
     torch.manual_seed(cfg.train.seed)
-    model = build_model(spec, DataSchema.from_prepared(data), dict(cfg.model.params))
+    schema = DataSchema.from_prepared(data)
+    model = build_model(spec, schema, dict(cfg.model.params))
     with contextlib.ExitStack() as stack:
         error = ""
         if ctx.is_main:
@@ -263,7 +264,7 @@ def train_run(
             if error:
                 raise CheckpointError(error)
         staging = run_folder.staging_path(target)
-        result = _train_into(cfg, spec, data, model, staging, verbose, resume)
+        result = _train_into(cfg, spec, data, schema, model, staging, verbose, resume)
         if ctx.is_main:
             run_folder.commit(staging, target)
     return attrs.evolve(result, path=target)
@@ -273,20 +274,20 @@ def _train_into(
     cfg: RunConfig,
     spec: ModelSpec,
     data: PreparedData,
+    schema: DataSchema,
     model: MatchModel,
     run: Path,
     verbose: bool,
     resume: bool,
 ) -> RunResult:
-    """Train ``model`` on ``data`` and write every file of the run into the staging folder
-    ``run``."""
+    """Train ``model`` (built for ``schema``, the schema of ``data``) and write every file of
+    the run into the staging folder ``run``."""
     ctx, _ = distributed.setup(cfg.train.device)
     run = ensure_writable_dir(run, "run folder", min_free_bytes=0)  # a full disk fails now
     settings = effective_settings(cfg, spec)
     effective = effective_config(cfg, settings)
     if ctx.is_main:  # first, so that a killed run can be resumed from its folder alone
         save_config(effective, run / "config.toml")
-    schema = DataSchema.from_prepared(data)
     train_dl, val_dl, test_dl = loaders_from_prepared(data, settings.batch_size, cfg.train.seed)
     trainer = build_trainer(
         model,
