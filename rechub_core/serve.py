@@ -39,6 +39,7 @@ import attrs
 import numpy as np
 
 from rechub_core.errors import CheckpointError, InputError, RechubError
+from rechub_core.schema import HISTORY
 
 log = logging.getLogger("rechub.serve")
 
@@ -248,7 +249,7 @@ def _history_inputs(state: ServingState, history: list[Any]) -> tuple[dict[str, 
     feeds: dict[str, Any] = {}
     for name in state.input_names:
         sample = state.user_inputs[name]
-        if name == "hist_item_id":
+        if name == HISTORY:
             recent = codes[-state.max_len :]  # the newest L items, right-padded with 0
             row = np.zeros((1, sample.shape[1]), dtype=np.int64)
             row[0, : len(recent)] = recent
