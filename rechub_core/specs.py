@@ -261,7 +261,8 @@ class ModelSpec(ComponentSpec):
             factory on first use); pass it only for a factory that is not a model class.
         from_schema: ``from_schema(schema, **params) -> model`` builds the model for a prepared
             data set (see :class:`rechub_core.schema.DataSchema`); used by ``rechub train``.
-            A lazy ``"module:Class.from_schema"`` string is imported on first use.
+            Default: the model class's ``from_schema`` (read on first use, like ``modes``);
+            a lazy ``"module:Class.from_schema"`` string is imported on first use.
         train_defaults: how the CLI trains it when no config says otherwise.
     """
 
@@ -282,9 +283,12 @@ class ModelSpec(ComponentSpec):
 
     @property
     def from_schema(self) -> Callable[..., Any] | None:
-        """``from_schema(schema, **params)``, imported on first use when given lazily."""
+        """``from_schema(schema, **params)``: the one given (imported on first use when given
+        lazily), else the model class's own ``from_schema`` (None when it has none)."""
         if isinstance(self._from_schema, str):
             return resolve_target(self._from_schema, what=f"from_schema of model {self.name!r}")
+        if self._from_schema is None:
+            return getattr(self.factory, "from_schema", None)
         return self._from_schema
 
 

@@ -160,6 +160,16 @@ def test_lazy_from_schema_resolves_a_dotted_attribute():
     assert spec.from_schema == DSSM.from_schema
 
 
+def test_from_schema_defaults_to_the_model_class_own():
+    """Like modes, from_schema is declared once, on the class; a factory without one has none."""
+    from rechub_plugins_dssm.dssm import DSSM
+
+    assert ModelSpec(name="D", factory="rechub_plugins_dssm.dssm:DSSM").from_schema == (
+        DSSM.from_schema
+    )
+    assert ModelSpec(name="F", factory=dict).from_schema is None
+
+
 def test_lazy_target_that_does_not_import_names_it_and_the_fix():
     spec = LossSpec(name="gone", factory="no_such_plugin.losses:Gone")
     with pytest.raises(LazyImportError) as info:

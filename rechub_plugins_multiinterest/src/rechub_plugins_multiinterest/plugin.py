@@ -48,7 +48,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
             name=name,
             factory=f"{_PKG}.{module}:{name}",
             family=FAMILY,
-            from_schema=f"{_PKG}.{module}:{name}.from_schema",
             description=description,
             train_defaults=FULL_SOFTMAX,
         )

@@ -53,7 +53,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
             name=name,
             factory=f"rechub_plugins_seq.{module}:{name}",
             family=FAMILY,
-            from_schema=f"rechub_plugins_seq.{module}:{name}.from_schema",
             description=description,
             train_defaults=TRAIN_DEFAULTS[name],
         )

@@ -27,7 +27,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
     yield ModelSpec(
         name="AttentionPool",
         factory=f"{MODEL_MODULE}:AttentionPool",
-        from_schema=f"{MODEL_MODULE}:AttentionPool.from_schema",
         family="template",
         description="attention-pooled history vs. item id embedding",
         train_defaults=TRAIN_DEFAULTS,

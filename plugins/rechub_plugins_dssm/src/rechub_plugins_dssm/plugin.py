@@ -27,7 +27,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         name="DSSM",
         factory=f"{_PKG}.dssm:DSSM",
         family=FAMILY,
-        from_schema=f"{_PKG}.dssm:DSSM.from_schema",
         description="two MLP towers, cosine / temperature (CIKM 2013)",
         train_defaults=FULL_SOFTMAX,
     )
@@ -35,7 +34,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         name="FaceBookDSSM",
         factory=f"{_PKG}.facebook_dssm:FaceBookDSSM",
         family=FAMILY,
-        from_schema=f"{_PKG}.facebook_dssm:FaceBookDSSM.from_schema",
         description="deeper cosine towers, pair-wise with hard negatives (KDD 2020)",
         train_defaults=TrainSettings(
             mode=1,
@@ -49,7 +47,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         name="YoutubeDNN",
         factory=f"{_PKG}.youtube_dnn:YoutubeDNN",
         family=FAMILY,
-        from_schema=f"{_PKG}.youtube_dnn:YoutubeDNN.from_schema",
         description="history/profile MLP vs. shared item embedding, softmax (RecSys 2016)",
         train_defaults=FULL_SOFTMAX,
     )
@@ -57,7 +54,6 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         name="YoutubeSBC",
         factory=f"{_PKG}.youtube_sbc:YoutubeSBC",
         family=FAMILY,
-        from_schema=f"{_PKG}.youtube_sbc:YoutubeSBC.from_schema",
         description="in-batch softmax with streaming logQ correction (RecSys 2019)",
         train_defaults=TrainSettings(
             mode=2,
