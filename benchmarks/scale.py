@@ -415,7 +415,7 @@ def _catalogue_markdown(result: dict[str, Any], args: argparse.Namespace) -> str
         f"Model: `{args.model}` as `rechub train --model {args.model}` builds and trains it "
         f"(its `train_defaults`): {args.dim}-d embeddings, sampler `auto` -> "
         f"{getattr(args, 'sampler_choice', '?')} softmax (512 shared uniform negatives above "
-        f"25,000 items), optimizer {getattr(args, 'optimizer', '?')} (row-wise lazy Adam with "
+        f"5,000 items; 25,000 for the sequential models), optimizer {getattr(args, 'optimizer', '?')} (row-wise lazy Adam with "
         "sparse gradients for tables of >= 50,000 rows), batch "
         f"{args.batch_size}, {getattr(args, 'threads_used', '?')} thread(s). Memory is the "
         "process's RSS sampled every 20 ms: the peak during the phase, and that peak minus the "

@@ -360,14 +360,16 @@ class HardNegativeSampler(Sampler):
 
 #: The documented rule of :class:`AutoSoftmaxSampler`: catalogues of at most this many items
 #: (padding excluded) train with an exact full softmax, larger ones with a sampled softmax over
-#: negatives shared by the batch. A full softmax costs ``positions x items`` logits a step; at
-#: 25,000 items that is ~50x the 512 shared negatives' cost. Set where it is (not lower) by
-#: quality: on Toys_and_Games (11,924 items) SASRec's validation NDCG@10 after epochs 0-2 was
-#: 0.0062 / 0.0040 / 0.0072 with the full softmax, 0.0012 / 0.0006 / 0.0006 with 512 shared
-#: uniform negatives and 0.0005 / 0.0003 / 0.0002 with mixed (in-batch + 512 uniform) negatives,
-#: so the benchmark data sets (MovieLens-100K, Toys, Sports 18,357, Yelp 20,033 items) keep the
-#: full softmax; 100k and 1M-item catalogues sample.
-FULL_SOFTMAX_MAX_ITEMS = 25_000
+#: negatives shared by the batch. A full softmax costs ``rows x items`` logits a step (and, for
+#: a model with an item MLP such as DSSM, the item tower over the whole catalogue); below a few
+#: thousand items that is cheap and exact. Measured on Toys_and_Games (11,924 items; validation
+#: NDCG@10 to early stopping, ``benchmarks/results/defaults.md``): DSSM with 512 shared
+#: uniform negatives at temperature 0.05 reached 0.0260 at 5 s an epoch, against 0.0237 and
+#: 27 s for the full softmax at temperature 0.02. Models trained on every position of a
+#: sequence gain more from the full softmax (SASRec 0.0718 full vs 0.0678 with 2,048 and
+#: 0.0623 with 512 negatives), so the sequential family raises the bound to 25,000 in its
+#: ``train_defaults`` (``sampler_params={"max_full_items": 25_000}``).
+FULL_SOFTMAX_MAX_ITEMS = 5_000
 #: what the rule samples above it: "uniform" (shared uniform negatives) or "mixed" (the other
 #: rows' positives plus shared uniform negatives, Yang et al. 2020)
 SAMPLED_KIND = "uniform"
@@ -376,16 +378,18 @@ SAMPLED_KIND = "uniform"
 class AutoSoftmaxSampler(Sampler):
     """Full softmax or sampled softmax, picked from the catalogue size when training starts.
 
-    Catalogues of at most ``max_full_items`` real items get every item as a candidate
+    Catalogues of at most ``max_full_items`` real items (default
+    :data:`FULL_SOFTMAX_MAX_ITEMS`, 5,000) get every item as a candidate
     (:class:`FullCatalogueSampler`: an exact softmax, as MovieLens-100K's 1,682 items are
     trained); larger ones ``n_neg`` uniform negatives shared by the whole batch
     (:class:`UniformSampler` with ``shared=True``: one ``(B, n_neg)`` matmul a step; each
     row's positive is scored on its own and accidental hits are masked). Uniform sampling
     probabilities are equal, so the logQ correction (``sampled_softmax``) only shifts every
-    negative against the positive by the same ``log(N / n_neg)``; measured, it changes little
-    (``benchmarks/results/sampled_softmax_notes.md``, which also shows that at the sequential
-    models' temperature 0.02 sampled training lags the full softmax, and at 0.1 or a dot
-    product it does not). Ask for either explicitly with sampler ``full`` or ``uniform``
+    negative against the positive by the same ``log(N / n_neg)`` (it is applied to the
+    negatives only); measured, it changes little (``benchmarks/results/sampled_softmax_notes.md``,
+    which also shows that with cosine scores at temperature 0.02 sampled training lags the full
+    softmax, and with a softer temperature or a dot product it does not: the models' defaults
+    are chosen so). Ask for either explicitly with sampler ``full`` or ``uniform``
     (``shared=true``).
 
     Args:

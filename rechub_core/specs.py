@@ -211,8 +211,9 @@ class TrainSettings:
         loss: loss component name (``None``: the mode's default loss).
         loss_params: keyword arguments of the loss.
         sampler: sampler component name; ``"auto"`` (the three families' default) is the
-            documented catalogue-size rule: a full softmax up to 25,000 items, 512 negatives
-            shared by the batch above (``rechub_core.samplers.AutoSoftmaxSampler``).
+            documented catalogue-size rule: a full softmax up to 5,000 items (a model may raise
+            the bound through ``sampler_params``; the sequential family uses 25,000), 512
+            negatives shared by the batch above (``rechub_core.samplers.AutoSoftmaxSampler``).
         sampler_params: keyword arguments of the sampler.
         lr: Adam learning rate.
         weight_decay: Adam weight decay (L2), per parameter.

@@ -258,3 +258,27 @@ def test_auto_sampler_rule_picks_full_or_sampled() -> None:
     assert int(sampled.ids.min()) >= 1 and int(sampled.ids.max()) <= FULL_SOFTMAX_MAX_ITEMS + 1
     with pytest.raises(InputError, match="before bind"):
         create("sampler", "auto").sample(torch.tensor([1]), g)
+
+
+@pytest.mark.parametrize("bound", [5_000, 25_000])
+def test_auto_sampler_bound_is_inclusive(bound: int) -> None:
+    """``max_full_items`` items (padding excluded) still train a full softmax; one more samples.
+    5,000 is the default; the sequential family raises it to 25,000 (Sports' 18,357 and Yelp's
+    20,033 items then train a full softmax, Toys' 11,924 items sample for the DSSM family)."""
+    at, above = (create("sampler", "auto", max_full_items=bound) for _ in range(2))
+    at.bind(bound + 1, torch.ones(bound + 1))  # + the padding id 0
+    above.bind(bound + 2, torch.ones(bound + 2))
+    assert (at.choice, above.choice) == ("full", "sampled")
+
+
+def test_family_defaults_follow_the_documented_bounds() -> None:
+    from rechub_core.plugins import get_spec
+    from rechub_core.samplers import FULL_SOFTMAX_MAX_ITEMS
+
+    assert FULL_SOFTMAX_MAX_ITEMS == 5_000
+    for name in ("GRU4Rec", "NARM", "SASRec", "STAMP"):
+        settings = get_spec("model", name).train_defaults
+        assert (settings.sampler, settings.sampler_params) == ("auto", {"max_full_items": 25_000})
+    for name in ("DSSM", "YoutubeDNN", "MIND", "SINE", "ComirecDR", "ComirecSA"):
+        settings = get_spec("model", name).train_defaults
+        assert (settings.sampler, settings.sampler_params) == ("auto", {}), name

@@ -72,9 +72,15 @@ def test_encoder_composes_into_two_tower_model(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_user_vectors_are_unit_and_scores_use_shared_table(name: str) -> None:
-    model = small(name)
-    u = user(model, [[5, 6, 7]])
+def test_dot_product_by_default_cosine_on_request(name: str) -> None:
+    model = small(name)  # the default: a plain dot product (temperature 1, raw vectors)
+    assert model.temperature == 1.0
+    raw = user(model, [[5, 6, 7]])
+    assert not torch.allclose(raw.norm(dim=-1), torch.ones(1), atol=1e-3)
+    items = model.encode_item({"item_id": torch.tensor([5, 9])})
+    assert torch.allclose(items, model.embedding.table("item_id").weight[[5, 9]])
+    cosine = small(name, normalize=True, temperature=0.05)
+    u = user(cosine, [[5, 6, 7]])
     assert torch.allclose(u.norm(dim=-1), torch.ones(1), atol=1e-5)
     # history and candidates read one table
     assert model.embedding.table("hist_item_id") is model.embedding.table("item_id")

@@ -259,6 +259,10 @@ class MultiInterestModel(TwoTowerModel):
     D)``, causal) is offered for sequence training; the models do not set
     ``trains_on_sequences`` because row training gives ~200 optimiser steps an epoch on
     MovieLens-100K against ~8 for whole sequences and trained better in the same time.
+
+    The temperature (default 0.05) divides the cosine; 0.05 rather than 0.02 because sampled
+    negatives (catalogues above 5,000 items) train poorly at 0.02
+    (``benchmarks/results/defaults.md``).
     """
 
     supported_modes = (2,)
@@ -270,7 +274,7 @@ class MultiInterestModel(TwoTowerModel):
         self,
         user_features: Sequence[Feature],
         item_features: Sequence[Feature],
-        temperature: float = 0.02,
+        temperature: float = 0.05,
         **encoder_params: Any,
     ) -> None:
         encoder = self.encoder_class(user_features, **encoder_params)

@@ -92,7 +92,7 @@ class ComirecDREncoder(MultiInterestEncoder):
 class ComirecDR(MultiInterestModel):
     """ComiRec-DR (KDD 2020): dynamic-routing multi-interest extraction.
 
-    ``ComirecDR(user_features, item_features, temperature=0.02, **encoder_params)``: the
+    ``ComirecDR(user_features, item_features, temperature=0.05, **encoder_params)``: the
     history ``SequenceFeature`` (``pooling=None``, ``shared_with`` the item id), the item id
     feature, cosine / temperature; ``encoder_params`` are :class:`ComirecDREncoder`'s
     (``embed_dim``, ``hidden_size``, ``num_layers``, ``n_interest``, ``dropout``,

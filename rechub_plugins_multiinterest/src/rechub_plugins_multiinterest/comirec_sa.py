@@ -90,7 +90,7 @@ class ComirecSAEncoder(MultiInterestEncoder):
 class ComirecSA(MultiInterestModel):
     """ComiRec-SA (KDD 2020): self-attentive multi-interest extraction.
 
-    ``ComirecSA(user_features, item_features, temperature=0.02, **encoder_params)``: the
+    ``ComirecSA(user_features, item_features, temperature=0.05, **encoder_params)``: the
     history ``SequenceFeature`` (``pooling=None``, ``shared_with`` the item id), the item id
     feature, cosine / temperature; ``encoder_params`` are :class:`ComirecSAEncoder`'s
     (``embed_dim``, ``num_heads``, ``hidden_size``, ``num_layers``, ``n_interest``,

@@ -16,7 +16,8 @@ from rechub_core.specs import EncoderSpec, ModelSpec, TrainSettings
 FAMILY = "multi_interest"
 _PKG = "rechub_plugins_multiinterest"
 
-#: an exact softmax over the catalogue on the training rows (lr tuned on ComirecSA, validation)
+#: softmax by the catalogue-size rule (sampler ``auto``: exact up to 5,000 items, else 512 shared
+#: uniform negatives) on the training rows (lr tuned on ComirecSA, validation)
 FULL_SOFTMAX = TrainSettings(mode=2, loss="softmax", sampler="auto", lr=3e-3, epochs=30, patience=3)
 
 

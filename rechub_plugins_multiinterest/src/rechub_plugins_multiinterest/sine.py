@@ -187,7 +187,7 @@ class SINEEncoder(MultiInterestEncoder):
 class SINE(MultiInterestModel):
     """SINE (WSDM 2021): sparse interests from a concept pool.
 
-    ``SINE(user_features, item_features, temperature=0.02, **encoder_params)``: the history
+    ``SINE(user_features, item_features, temperature=0.05, **encoder_params)``: the history
     ``SequenceFeature`` (``pooling=None``, ``shared_with`` the item id), the item id feature,
     cosine / temperature; ``encoder_params`` are :class:`SINEEncoder`'s (``embed_dim``,
     ``num_heads``, ``num_layers``, ``hidden_size``, ``dropout``, ``n_interest``,

@@ -122,7 +122,8 @@ class ProjectedItemTower(Tower):
 class SequentialModel(TwoTowerModel):
     """Base class of the family's models: one of the family's encoders as the user tower and
     the item id embedding (the table the history reads, projected when its width is not D) as
-    the item tower, scored by cosine / temperature. A model is exactly
+    the item tower, scored by a dot product (the default) or cosine / temperature. A model is
+    exactly
     ``TwoTowerModel(encoder, item tower)``: the encoder registered under the model's lowercase
     name is the same module class.
 
@@ -130,8 +131,10 @@ class SequentialModel(TwoTowerModel):
         user_features: must hold the ordered history (``SequenceFeature``, ``pooling=None``,
             ``shared_with`` the item id: input and candidate embeddings are one table).
         item_features: the item id ``SparseFeature`` (the first sparse one).
-        temperature: cosine similarity is divided by it.
-        normalize: cosine scoring (L2-normalised towers).
+        temperature: the score is divided by it (1.0: a plain dot product).
+        normalize: cosine scoring (L2-normalised towers; then a temperature near 0.05-0.1).
+            The default dot product trains as well with a full softmax and far better with
+            sampled negatives than cosine / 0.02 (``benchmarks/results/defaults.md``).
         **encoder_params: the encoder's settings (``embed_dim``, ``max_len``, widths,
             dropout; see the model's encoder class, :attr:`encoder_class`).
     """
@@ -144,8 +147,8 @@ class SequentialModel(TwoTowerModel):
         self,
         user_features: Sequence[Feature],
         item_features: Sequence[Feature],
-        temperature: float = 0.02,
-        normalize: bool = True,
+        temperature: float = 1.0,
+        normalize: bool = False,
         **encoder_params: Any,
     ) -> None:
         name = type(self).__name__
@@ -168,9 +171,10 @@ class SequentialModel(TwoTowerModel):
 
     @classmethod
     @renamed_keywords(embedding_dim="embed_dim")
-    def from_schema(cls, schema: DataSchema, embed_dim: int = 32, **params: Any) -> Any:
+    def from_schema(cls, schema: DataSchema, embed_dim: int = 64, **params: Any) -> Any:
         """The model over the data set's ordered history (sharing the item id table), D =
-        ``embed_dim``; ``params`` go to the model (and through it to its encoder)."""
+        ``embed_dim`` (64, the field's usual width: on Toys_and_Games it beat 32); ``params``
+        go to the model (and through it to its encoder)."""
         params.setdefault("max_len", schema.max_len)
         user = [schema.history(embed_dim, pooling=None)]
         return cls(user, [schema.item_id(embed_dim)], **params)

@@ -63,7 +63,7 @@ class GRU4RecEncoder(StepEncoder):
 class GRU4Rec(SequentialModel):
     """GRU4Rec (Hidasi et al., 2015) as a two-tower retrieval model.
 
-    ``GRU4Rec(user_features, item_features, temperature=0.02, normalize=True,
+    ``GRU4Rec(user_features, item_features, temperature=1.0, normalize=False,
     **encoder_params)``: the arguments of :class:`~rechub_plugins_seq.base.SequentialModel`;
     ``encoder_params`` are :class:`GRU4RecEncoder`'s
     (``embed_dim``, ``hidden_size``, ``num_layers``, ``dropout``, ``max_len``).

@@ -86,7 +86,7 @@ class NARMEncoder(StepEncoder):
 class NARM(SequentialModel):
     """NARM (Li et al., CIKM 2017) as a two-tower retrieval model.
 
-    ``NARM(user_features, item_features, temperature=0.02, normalize=True,
+    ``NARM(user_features, item_features, temperature=1.0, normalize=False,
     **encoder_params)``: the arguments of :class:`~rechub_plugins_seq.base.SequentialModel`;
     ``encoder_params`` are :class:`NARMEncoder`'s
     (``embed_dim``, ``hidden_size``, ``num_layers``, ``dropout``, ``max_len``).

@@ -77,7 +77,7 @@ class SASRec(SequentialModel):
     """SASRec (Kang & McAuley, ICDM 2018) as a two-tower retrieval model, trained on every
     position of each user's sequence.
 
-    ``SASRec(user_features, item_features, temperature=0.02, normalize=True,
+    ``SASRec(user_features, item_features, temperature=1.0, normalize=False,
     **encoder_params)``: the arguments of :class:`~rechub_plugins_seq.base.SequentialModel`;
     ``encoder_params`` are :class:`SASRecEncoder`'s (``embed_dim``, ``num_heads``,
     ``num_layers``, ``hidden_size``, ``dropout``, ``max_len``).

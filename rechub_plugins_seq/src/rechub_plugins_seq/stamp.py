@@ -83,7 +83,7 @@ class STAMPEncoder(StepEncoder):
 class STAMP(SequentialModel):
     """STAMP (Liu et al., KDD 2018) as a two-tower retrieval model.
 
-    ``STAMP(user_features, item_features, temperature=0.02, normalize=True,
+    ``STAMP(user_features, item_features, temperature=1.0, normalize=False,
     **encoder_params)``: the arguments of :class:`~rechub_plugins_seq.base.SequentialModel`;
     ``encoder_params`` are :class:`STAMPEncoder`'s
     (``embed_dim``, ``hidden_size``, ``dropout``, ``max_len``).

@@ -29,7 +29,7 @@ class YoutubeDNN(TwoTowerModel):
         item_features: the item id feature (only the first sparse feature is used).
         user_params: ``{"dims", "dropout", "activation"}`` of the user MLP; the last width
             must equal the item id's ``embed_dim`` (default: ``[128, embed_dim]``).
-        temperature: cosine similarity is divided by it.
+        temperature: cosine similarity is divided by it (default 0.05, as DSSM's).
     """
 
     supported_modes = (2,)
@@ -39,7 +39,7 @@ class YoutubeDNN(TwoTowerModel):
         user_features: Sequence[Feature],
         item_features: Sequence[Feature],
         user_params: Mapping[str, Any] | None = None,
-        temperature: float = 0.02,
+        temperature: float = 0.05,
     ) -> None:
         item_id = item_id_feature(item_features, "YoutubeDNN")
         dim = item_id.embed_dim
