@@ -98,7 +98,8 @@ def markdown(payload: dict[str, Any]) -> str:
         "Positives per second (training positives; sequence models: predicted positions) of "
         "one model per family trained with its `train_defaults`, one thread; the sampler "
         "column is what the `auto` rule chose (full softmax up to 5,000 items, 25,000 for the "
-        "sequential models, 512 shared negatives above), the optimizer what the sparse rule chose (row-wise lazy Adam with "
+        "sequential models, 512 shared negatives above), the optimizer what the sparse rule "
+        "chose (row-wise lazy Adam with "
         "sparse gradients for tables of >= 50,000 rows). See `benchmarks/throughput_scan.py`. "
         "Other engineers' jobs ran on the machine (load average per row in the JSON).",
         "",

@@ -56,7 +56,10 @@ def rechub_register_samplers() -> Iterator[SamplerSpec]:
     yield SamplerSpec(
         name="auto",
         factory="rechub_core.samplers:AutoSoftmaxSampler",
-        description="full softmax up to 5,000 items (a model may raise it), else 512 shared uniform negatives",
+        description=(
+            "full softmax up to 5,000 items (a model may raise it), "
+            "else 512 shared uniform negatives"
+        ),
     )
     yield SamplerSpec(
         name="popularity",
