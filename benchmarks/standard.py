@@ -212,6 +212,41 @@ def data_table(key: str, payload: dict[str, Any], models: list[str]) -> list[str
     return [*lines, ""]
 
 
+def summary_table(payload: dict[str, Any], models: list[str]) -> list[str]:
+    """One line per model, one column per data set: test NDCG@10 (x MostPop's); "-" where the
+    cell has no full row (missing, failed or a smoke run). The README copies this table."""
+    keys = list(DATASETS)
+    full = {
+        (r["data"], r["model"]): r["metrics"]["ndcg@10"]
+        for r in payload["rows"]
+        if r["library"] == "rechub" and is_full(r) and r.get("metrics")
+    }
+    pops = {k: payload["mostpop"].get(k, {}).get("metrics", {}).get("ndcg@10") for k in keys}
+    lines = [
+        "| model | " + " | ".join(DATASETS[k][0] for k in keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+        "| MostPop | " + " | ".join(fmt(pops[k], 4) for k in keys) + " |",
+    ]
+    for model in models:
+        cells = []
+        for k in keys:
+            value = full.get((k, model))
+            if value is None:
+                cells.append("-")
+            else:
+                ratio = f" ({value / pops[k]:.1f}x)" if pops[k] else ""
+                cells.append(f"{value:.4f}{ratio}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    published: dict[str, dict[str, float]] = {}
+    for key in keys:
+        for who, ndcg, _ in PUBLISHED.get(key, []):
+            published.setdefault(who, {})[key] = ndcg
+    for who, by_key in published.items():
+        cells = [fmt(by_key.get(k), 4) if k in by_key else "" for k in keys]
+        lines.append(f"| published (not re-run): {who} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def missing_cells(payload: dict[str, Any], models: list[str]) -> list[str]:
     """``data/model`` pairs without a full row (missing, failed or smoke only)."""
     full = {
@@ -241,6 +276,10 @@ def markdown(payload: dict[str, Any], models: list[str]) -> str:
         *[f"- `{c}`" for c in payload["commands"]],
         "",
         machine_line(payload["machine"]),
+        "",
+        "## Test NDCG@10 by data set (x MostPop)",
+        "",
+        *summary_table(payload, models),
         "",
     ]
     for key in DATASETS:
