@@ -33,19 +33,39 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Cost growth with the catalogue"
 
 
-def _data(size: str) -> Any:
+def _interactions(size: str) -> tuple[Any, int]:
+    """The interactions of ``size`` and the history length the scan prepares them with."""
     from rechub_core.datasets import default_data_dir, load_movielens_100k, load_sequence_file
-    from rechub_core.preprocess import prepare
 
     if size == "ml-100k":
-        return prepare(load_movielens_100k(default_data_dir() / "ml-100k"), 50, 5)
+        return load_movielens_100k(default_data_dir() / "ml-100k"), 50
     if size == "toys":
         path = ROOT.parent / "shared" / "data" / "amazon-s3rec" / "Toys_and_Games.txt"
-        return prepare(load_sequence_file(path), 50, 5)
+        return load_sequence_file(path), 50
     from benchmarks.scale import big_interactions
 
     n = int(size)
-    return prepare(big_interactions(n, 2 * n, 20, 30, 100), 20, 5)
+    return big_interactions(n, 2 * n, 20, 30, 100), 20
+
+
+def _data(size: str) -> Any:
+    from rechub_core.preprocess import prepare
+
+    inter, max_len = _interactions(size)
+    return prepare(inter, max_len, 5)
+
+
+def write_size_split(size: str, folder: Path) -> dict[str, Any]:
+    """``size``'s data as a split folder in the interchange format of ``benchmarks/external``
+    (``benchmarks.quality.write_split``, the writer ``benchmarks/throughput.py`` uses): the
+    same interactions and protocol split our rows train on."""
+    from benchmarks.quality import write_split
+    from rechub_core.preprocess import prepare
+
+    inter, max_len = _interactions(size)
+    data = prepare(inter, max_len, 5)
+    write_split(inter, data, folder)
+    return {"size": size, "items": int(data.n_items), "interactions": len(inter.events)}
 
 
 def worker(model_name: str, size: str, steps: int, threads: int) -> dict[str, Any]:
@@ -85,68 +105,219 @@ def worker(model_name: str, size: str, steps: int, threads: int) -> dict[str, An
     }
 
 
+#: the models Torch-RecHub's rows are measured for, with its example's settings (described)
+EXTERNAL_MODELS = {
+    "DSSM": "point-wise BCE (mode 0), 3 popularity-sampled negatives per positive stored as "
+    "rows before training, batch 4,096 rows = 1,024 positives, Adam lr 1e-4",
+    "YoutubeDNN": "list-wise softmax (mode 2) over the positive and 3 popularity-sampled "
+    "negatives stored per row, batch 2,048 positives, Adam lr 1e-4",
+}
+
+
+def trh_row(split: Path, model: str, size: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One Torch-RecHub measurement: ``trh_throughput_worker.py`` on ``split`` in its own
+    virtualenv, one thread, ``args.steps`` timed batches after 3 warm-up batches, stopped at
+    ``args.external_timeout`` s (its preparation at ``args.external_prep_timeout`` s) or at
+    ``args.external_rss_cap_mb`` MiB of RSS; a stopped run is a row saying why."""
+    from benchmarks.common import TRH_PYTHON, run_measured
+
+    cmd = [str(TRH_PYTHON), "benchmarks/trh_throughput_worker.py", str(split), "--model", model]
+    cmd += ["--threads", str(args.threads), "--steps", str(args.steps), "--warmup-steps", "3"]
+    cmd += ["--prep-timeout", str(int(args.external_prep_timeout))]
+    load = os.getloadavg()
+    res = run_measured(
+        cmd,
+        timeout_s=args.external_timeout,
+        rss_cap_mb=args.external_rss_cap_mb,
+        env={"OMP_NUM_THREADS": str(args.threads)},
+    )
+    out = res["result"] or {}
+    timed = next(iter((out.get("by_threads") or {}).values()), {})
+    row: dict[str, Any] = {
+        "library": "torch-rechub",
+        "model": model,
+        "size": size,
+        "settings": EXTERNAL_MODELS[model],
+        "prep_s": out.get("prep_s"),
+        "prep_total_s": out.get("prep_total_s"),
+        "train_rows_per_epoch": out.get("train_rows_per_epoch"),
+        "steps": timed.get("steps"),
+        "seconds": timed.get("seconds"),
+        "positives_per_s": timed.get("positives_per_s"),
+        "rows_per_s": timed.get("rows_per_s"),
+        "wall_s": res["wall_s"],
+        "peak_rss_mb": res["peak_rss_mb"],
+        "load_avg": load,
+    }
+    if res["memory_capped"]:
+        row["error"] = f"over the memory cap of {args.external_rss_cap_mb:,.0f} MiB RSS"
+    elif res["timed_out"]:
+        row["error"] = f"past the time limit of {args.external_timeout:,.0f} s"
+    elif out.get("error") or timed.get("error"):
+        row["error"] = str(out.get("error") or timed.get("error"))
+    elif not out:
+        row["error"] = "no result: " + res["stderr_tail"][-200:]
+    if "error" in row and out and row["prep_s"] is None:
+        stopped = out.get("prep_stopped_after_s", res["wall_s"])
+        row["error"] += f" (during its data preparation, stopped after {stopped:,.0f} s)"
+    return row
+
+
+def external_rows(sizes: list[str], models: list[str], args: argparse.Namespace) -> list[dict]:
+    """Torch-RecHub's rows: per size, the split folder (written in a subprocess of ours,
+    timed), then one :func:`trh_row` per model of ``EXTERNAL_MODELS`` in ``models``."""
+    from benchmarks.common import TRH_PYTHON, WORK, run_measured
+
+    if not TRH_PYTHON.exists():
+        raise SystemExit(
+            f"{TRH_PYTHON} is missing: run `ONLY=torch-rechub bash "
+            "benchmarks/external/setup_envs.sh` first"
+        )
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        split = WORK / "throughput_scan" / f"split-{size}"
+        cmd = [sys.executable, "-m", "benchmarks.throughput_scan", "--write-split", size]
+        res = run_measured([*cmd, str(split)], timeout_s=args.timeout)
+        if res["result"] is None:
+            raise SystemExit(f"writing the split of {size} failed: {res['stderr_tail']}")
+        for model in [m for m in models if m in EXTERNAL_MODELS]:
+            row = trh_row(split, model, size, args)
+            row.update(items=res["result"]["items"], split_write_s=res["wall_s"])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def _our_cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "-"
+    if "error" in r:
+        return f"error: {r['error'][:60]}"
+    return (
+        f"{r['positives_per_s']:,.0f} ({r['sampler']}, {r['optimizer']}, "
+        f"load {r['load_avg'][0]:.1f})"
+    )
+
+
+def _their_cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "-"
+    if r.get("error"):
+        return "not run: " + str(r["error"])[:140].replace("|", "/")
+    return (
+        f"{r['positives_per_s']:,.0f} (prep {r['prep_s']:,.0f} s, peak "
+        f"{r['peak_rss_mb']:,.0f} MiB, load {r['load_avg'][0]:.1f})"
+    )
+
+
+def ratio_cell(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> str:
+    """``ours / theirs`` positives/s as ``"12.3x"`` where both ran, else ``"-"``."""
+    if not ours or not theirs or "error" in ours or theirs.get("error"):
+        return "-"
+    if not ours.get("positives_per_s") or not theirs.get("positives_per_s"):
+        return "-"
+    return f"{ours['positives_per_s'] / theirs['positives_per_s']:.1f}x"
+
+
+def _batches(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Our batch size(s) per model of ``EXTERNAL_MODELS``, e.g. ``{"DSSM": "512"}``."""
+    out: dict[str, set[int]] = {}
+    for r in rows:
+        if r["model"] in EXTERNAL_MODELS and r.get("batch"):
+            out.setdefault(r["model"], set()).add(int(r["batch"]))
+    return {m: "/".join(str(b) for b in sorted(v)) for m, v in out.items()}
+
+
+def external_markdown(
+    payload: dict[str, Any], sizes: list[str], items: dict[str, int]
+) -> list[str]:
+    """The Torch-RecHub table: per model our row, theirs and the ratio ours / theirs."""
+    ext = payload.get("external_rows") or []
+    if not ext:
+        return [
+            "Torch-RecHub's models were not run in this scan (`--external torch-rechub` "
+            "adds them); see the MovieLens-100K table above.",
+            "",
+        ]
+    a = payload["external_settings"]
+    lines = [
+        "### Torch-RecHub 0.9.0 at the same sizes",
+        "",
+        "Same interactions and protocol split as our rows (written with "
+        "`benchmarks.quality.write_split`, the writer of `benchmarks/throughput.py`), fed to "
+        "`benchmarks/trh_throughput_worker.py` in Torch-RecHub's own virtualenv: its "
+        '`generate_seq_feature_match` + `gen_model_input` ("prep", timed apart from the '
+        "training), then `MatchTrainer.train_one_epoch` over 3 warm-up batches and "
+        f"{a['steps']} timed batches, {a['threads']} thread. Limits per run: "
+        f"{a['timeout']:,.0f} s in all, {a['prep_timeout']:,.0f} s for the preparation, "
+        f"{a['rss_cap_mb']:,.0f} MiB of RSS (the issue's bar for our 1M-item run is 8 GB); a "
+        "run stopped at a limit is a row saying which, after how long. Positives/s counts "
+        "(user, positive item) examples for both libraries.",
+        "",
+        "Not the same recipe: ours trains with our `train_defaults` (DSSM and YoutubeDNN: "
+        "softmax loss, sampler `auto` = full softmax up to 5,000 items, 512 shared uniform "
+        "negatives above, since commit 8218376; lr 3e-3; row-wise lazy Adam for tables of "
+        ">= 50,000 rows; batch "
+        + ", ".join(f"{m} {b}" for m, b in _batches(payload["rows"]).items())
+        + " positives); Torch-RecHub uses its example's settings:",
+        "",
+    ]
+    lines += [f"- {m}: {desc}." for m, desc in EXTERNAL_MODELS.items()]
+    lines += [
+        "",
+        "| model | library | " + " | ".join(f"{items[s]:,} items" for s in sizes) + " |",
+        "|---|---|" + "---|" * len(sizes),
+    ]
+    for model in dict.fromkeys(r["model"] for r in ext):
+        ours = {r["size"]: r for r in payload["rows"] if r["model"] == model}
+        theirs = {r["size"]: r for r in ext if r["model"] == model}
+        cells = [
+            ("rechub (train_defaults)", [_our_cell(ours.get(s)) for s in sizes]),
+            ("Torch-RecHub 0.9.0 (example)", [_their_cell(theirs.get(s)) for s in sizes]),
+            ("ours / theirs", [ratio_cell(ours.get(s), theirs.get(s)) for s in sizes]),
+        ]
+        lines += [f"| {model} | {lib} | " + " | ".join(c) + " |" for lib, c in cells]
+    lines.append("")
+    return lines
+
+
 def markdown(payload: dict[str, Any]) -> str:
     rows = payload["rows"]
     sizes = list(dict.fromkeys(r["size"] for r in rows))
     items = {r["size"]: r["items"] for r in rows}
+    load_end = ", ".join(f"{x:.2f}" for x in payload.get("load_average_at_end", []))
     lines = [
         SECTION,
         "",
         f"Command: `{payload['command']}`  ",
-        f"{payload['machine']}",
+        f"{payload['machine']}" + (f"; load average at end {load_end}" if load_end else ""),
         "",
         "Positives per second (training positives; sequence models: predicted positions) of "
-        "one model per family trained with its `train_defaults`, one thread; the sampler "
-        "column is what the `auto` rule chose (full softmax up to 5,000 items, 25,000 for the "
-        "sequential models, 512 shared negatives above), the optimizer what the sparse rule "
-        "chose (row-wise lazy Adam with "
-        "sparse gradients for tables of >= 50,000 rows). See `benchmarks/throughput_scan.py`. "
-        "Other engineers' jobs ran on the machine (load average per row in the JSON).",
+        "one model per family (two for the DSSM family) trained with its `train_defaults`, one "
+        "thread; the sampler column is what the `auto` rule chose (full softmax up to 5,000 "
+        "items for the DSSM family and the multi-interest models, 25,000 for the sequential "
+        "models, 512 shared negatives above), the optimizer what the sparse rule chose "
+        "(row-wise lazy Adam with sparse gradients for tables of >= 50,000 rows). See "
+        "`benchmarks/throughput_scan.py`. Other engineers' trainings ran on the machine (load "
+        "average at the start of each row in the cells and the JSON).",
         "",
         "| family | model | " + " | ".join(f"{items[s]:,} items" for s in sizes) + " |",
         "|---|---|" + "---|" * len(sizes),
     ]
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = {r["size"]: r for r in rows if r["model"] == model}
-        cells = []
-        for s in sizes:
-            r = mine.get(s)
-            if r is None or "error" in r:
-                cells.append("-" if r is None else f"error: {r['error'][:60]}")
-            else:
-                cells.append(
-                    f"{r['positives_per_s']:,.0f} ({r['sampler']}, {r['optimizer']}, "
-                    f"load {r['load_avg'][0]:.1f})"
-                )
         family = next(iter(mine.values()))["family"]
+        cells = [_our_cell(mine.get(s)) for s in sizes]
         lines.append(f"| {family} | {model} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Torch-RecHub's models were not run at these sizes (its trainer materialises "
-        "per-row negatives and dense updates; see the MovieLens-100K table above).",
-        "",
-    ]
+    lines += ["", *external_markdown(payload, sizes, items)]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--models", default="YoutubeDNN,SASRec,ComirecSA")
-    ap.add_argument("--sizes", default="ml-100k,toys,100000,1000000")
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--timeout", type=float, default=900.0)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.steps, args.threads)))
-        return
-    from benchmarks.common import command_line, machine, machine_line
-
+def our_rows(sizes: list[str], models: list[str], args: argparse.Namespace) -> list[dict]:
+    """Our rows: :func:`worker` per (size, model), each in its own process."""
     rows: list[dict[str, Any]] = []
-    for size in args.sizes.split(","):
-        for model in args.models.split(","):
+    for size in sizes:
+        for model in models:
             cmd = [sys.executable, "-m", "benchmarks.throughput_scan", "--worker", model, size]
             cmd += ["--steps", str(args.steps), "--threads", str(args.threads)]
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -168,11 +339,58 @@ def main(argv: list[str] | None = None) -> None:
             row.setdefault("family", "")
             rows.append(row)
             print(json.dumps(row), flush=True)
-    payload = {
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--models", default="YoutubeDNN,DSSM,SASRec,ComirecSA")
+    ap.add_argument("--sizes", default="ml-100k,toys,100000,1000000")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument(
+        "--external",
+        choices=["torch-rechub"],
+        default=None,
+        help="also measure this peer library's DSSM / YoutubeDNN (those in --models)",
+    )
+    ap.add_argument("--external-timeout", type=float, default=600.0, help="s per peer run")
+    ap.add_argument(
+        "--external-prep-timeout", type=float, default=420.0, help="s for the peer's data prep"
+    )
+    ap.add_argument("--external-rss-cap-mb", type=float, default=8192.0)
+    ap.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--write-split", nargs=2, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.steps, args.threads)))
+        return
+    if args.write_split:
+        print(json.dumps(write_size_split(args.write_split[0], Path(args.write_split[1]))))
+        return
+    from benchmarks.common import command_line, machine, machine_line
+
+    info = machine()
+    sizes, models = args.sizes.split(","), args.models.split(",")
+    rows = our_rows(sizes, models, args)
+    payload: dict[str, Any] = {
         "command": command_line("benchmarks.throughput_scan", argv),
-        "machine": machine_line(machine()),
+        "machine": machine_line(info),
         "rows": rows,
     }
+    if args.external:
+        payload["external_settings"] = {
+            "library": args.external,
+            "steps": args.steps,
+            "threads": args.threads,
+            "timeout": args.external_timeout,
+            "prep_timeout": args.external_prep_timeout,
+            "rss_cap_mb": args.external_rss_cap_mb,
+        }
+        payload["external_rows"] = external_rows(sizes, models, args)
+    payload["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "throughput_scan.json").write_text(json.dumps(payload, indent=2) + "\n")
     md_path = args.out / "throughput.md"

@@ -18,7 +18,9 @@ trainer: ``trainer.train_one_epoch`` over ``--warmup-steps`` batches (not timed)
 ``trainer.train_one_epoch`` over ``--steps`` batches (0: one full epoch), timed with
 ``perf_counter``; the batches are counted on the way (rows, and positives = rows with label 1
 in point-wise mode 0, every row otherwise). Prints one JSON line; an exception (SASRec) is
-recorded in ``error`` with the last traceback lines.
+recorded in ``error`` with the last traceback lines. ``--prep-timeout S`` stops the data
+preparation (split loading and Torch-RecHub's sample building) after ``S`` seconds
+(``SIGALRM``): the JSON line then says so in ``error``, with ``prep_stopped_after_s``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import tempfile
 import time
 import traceback
@@ -188,6 +191,14 @@ def measure(
     return out
 
 
+class PrepTimeout(Exception):
+    """Raised by ``SIGALRM`` when the data preparation runs past ``--prep-timeout``."""
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise PrepTimeout("Torch-RecHub's data preparation ran past --prep-timeout")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("split", type=Path)
@@ -196,6 +207,7 @@ def main() -> None:
     ap.add_argument("--warmup-steps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=0, help="timed batches; 0: one full epoch")
     ap.add_argument("--seed", type=int, default=2022)
+    ap.add_argument("--prep-timeout", type=int, default=0, help="seconds; 0: no limit")
     a = ap.parse_args()
 
     ex = EXAMPLE[a.model]
@@ -209,12 +221,20 @@ def main() -> None:
         "scored_pairs_per_row": 1 if ex["mode"] == 0 else 1 + ex["neg_ratio"],
         "error": None,
     }
+    if a.prep_timeout > 0:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.alarm(a.prep_timeout)
+    start = time.perf_counter()
     try:
         inp = build_inputs(a.split, a.model)
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
+        out["prep_stopped_after_s"] = time.perf_counter() - start
         print(json.dumps(out))
         return
+    finally:
+        signal.alarm(0)
+    out["prep_total_s"] = time.perf_counter() - start
     out["prep_s"] = inp["prep_s"]
     out["train_rows_per_epoch"] = len(inp["x_train"][USER_COL])
     out["by_threads"] = {

@@ -7,6 +7,7 @@
 # and train (the libraries' own requirement lists pull in things we never use: ray, thop,
 # plotly, ... for RecBole).
 # Idempotent: a venv whose marker file exists is skipped; FORCE=1 rebuilds.
+# ONLY=torch-rechub (or ONLY=recbole) makes just that one venv.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -71,6 +72,10 @@ print("[setup_envs] recbole import ok")
 EOF
 }
 
-make_env torch-rechub install_torch_rechub
-make_env recbole install_recbole
+case "${ONLY:-}" in
+    "") make_env torch-rechub install_torch_rechub; make_env recbole install_recbole ;;
+    torch-rechub) make_env torch-rechub install_torch_rechub ;;
+    recbole) make_env recbole install_recbole ;;
+    *) echo "[setup_envs] ONLY=$ONLY: choose torch-rechub or recbole (or leave it unset)" >&2; exit 2 ;;
+esac
 echo "[setup_envs] done: $VENVS"
