@@ -374,7 +374,12 @@ def main(argv: list[str] | None = None) -> None:
 
     info = machine()
     sizes, models = args.sizes.split(","), args.models.split(",")
-    rows = our_rows(sizes, models, args)
+    rows: list[dict[str, Any]] = []
+    ext: list[dict[str, Any]] = []
+    for size in sizes:  # ours then theirs per size, so that both see about the same load
+        rows += our_rows([size], models, args)
+        if args.external:
+            ext += external_rows([size], models, args)
     payload: dict[str, Any] = {
         "command": command_line("benchmarks.throughput_scan", argv),
         "machine": machine_line(info),
@@ -389,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
             "prep_timeout": args.external_prep_timeout,
             "rss_cap_mb": args.external_rss_cap_mb,
         }
-        payload["external_rows"] = external_rows(sizes, models, args)
+        payload["external_rows"] = ext
     payload["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "throughput_scan.json").write_text(json.dumps(payload, indent=2) + "\n")
