@@ -26,6 +26,7 @@ preparation (split loading and Torch-RecHub's sample building) after ``S`` secon
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import signal
@@ -195,8 +196,8 @@ class PrepTimeout(Exception):
     """Raised by ``SIGALRM`` when the data preparation runs past ``--prep-timeout``."""
 
 
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise PrepTimeout("Torch-RecHub's data preparation ran past --prep-timeout")
+def _on_alarm(limit_s: int, signum: int, frame: Any) -> None:
+    raise PrepTimeout(f"Torch-RecHub's data preparation ran past --prep-timeout {limit_s} s")
 
 
 def main() -> None:
@@ -222,7 +223,7 @@ def main() -> None:
         "error": None,
     }
     if a.prep_timeout > 0:
-        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.signal(signal.SIGALRM, functools.partial(_on_alarm, a.prep_timeout))
         signal.alarm(a.prep_timeout)
     start = time.perf_counter()
     try:
