@@ -18,7 +18,9 @@ _PKG = "rechub_plugins_multiinterest"
 
 #: softmax by the catalogue-size rule (sampler ``auto``: exact up to 5,000 items, else 512 shared
 #: uniform negatives) on the training rows (lr tuned on ComirecSA, validation)
-FULL_SOFTMAX = TrainSettings(mode=2, loss="softmax", sampler="auto", lr=3e-3, epochs=30, patience=3)
+SOFTMAX_DEFAULTS = TrainSettings(
+    mode=2, loss="softmax", sampler="auto", lr=3e-3, epochs=30, patience=3
+)
 
 
 @hookimpl
@@ -50,7 +52,7 @@ def rechub_register_models() -> Iterator[ModelSpec]:
             factory=f"{_PKG}.{module}:{name}",
             family=FAMILY,
             description=description,
-            train_defaults=FULL_SOFTMAX,
+            train_defaults=SOFTMAX_DEFAULTS,
         )
 
 

@@ -19,7 +19,7 @@ _PKG = "rechub_plugins_dssm"
 #: so MovieLens-100K trains as before, else 512 shared uniform negatives; on Toys_and_Games
 #: DSSM then trains 5x faster an epoch to a better validation NDCG@10,
 #: ``benchmarks/results/defaults.md``); lr 3e-3 chosen over 1e-3 on MovieLens-100K validation
-FULL_SOFTMAX = TrainSettings(mode=2, loss="softmax", sampler="auto", lr=3e-3)
+SOFTMAX_DEFAULTS = TrainSettings(mode=2, loss="softmax", sampler="auto", lr=3e-3)
 
 
 @hookimpl
@@ -29,7 +29,7 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         factory=f"{_PKG}.dssm:DSSM",
         family=FAMILY,
         description="two MLP towers, cosine / temperature (CIKM 2013)",
-        train_defaults=FULL_SOFTMAX,
+        train_defaults=SOFTMAX_DEFAULTS,
     )
     yield ModelSpec(
         name="FaceBookDSSM",
@@ -52,7 +52,7 @@ def rechub_register_models() -> Iterator[ModelSpec]:
         factory=f"{_PKG}.youtube_dnn:YoutubeDNN",
         family=FAMILY,
         description="history/profile MLP vs. shared item embedding, softmax (RecSys 2016)",
-        train_defaults=FULL_SOFTMAX,
+        train_defaults=SOFTMAX_DEFAULTS,
     )
     yield ModelSpec(
         name="YoutubeSBC",
