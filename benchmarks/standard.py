@@ -147,6 +147,15 @@ def is_full(row: dict[str, Any]) -> bool:
     return not row.get("error") and not row.get("epochs_cap")
 
 
+def full_rows(payload: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Our full rows (:func:`is_full`) by ``(data set, model)``."""
+    return {
+        (r["data"], r["model"]): r
+        for r in payload["rows"]
+        if r["library"] == "rechub" and is_full(r)
+    }
+
+
 def _cells(row: dict[str, Any], mostpop: dict[str, float] | None) -> list[str]:
     m = row.get("metrics") or {}
     cells = [fmt(m.get(k), 4) for k in COLUMNS]
@@ -217,9 +226,7 @@ def summary_table(payload: dict[str, Any], models: list[str]) -> list[str]:
     cell has no full row (missing, failed or a smoke run). The README copies this table."""
     keys = list(DATASETS)
     full = {
-        (r["data"], r["model"]): r["metrics"]["ndcg@10"]
-        for r in payload["rows"]
-        if r["library"] == "rechub" and is_full(r) and r.get("metrics")
+        pair: r["metrics"]["ndcg@10"] for pair, r in full_rows(payload).items() if r.get("metrics")
     }
     pops = {k: payload["mostpop"].get(k, {}).get("metrics", {}).get("ndcg@10") for k in keys}
     lines = [
@@ -249,9 +256,7 @@ def summary_table(payload: dict[str, Any], models: list[str]) -> list[str]:
 
 def missing_cells(payload: dict[str, Any], models: list[str]) -> list[str]:
     """``data/model`` pairs without a full row (missing, failed or smoke only)."""
-    full = {
-        (r["data"], r["model"]) for r in payload["rows"] if r["library"] == "rechub" and is_full(r)
-    }
+    full = full_rows(payload)
     out = [f"{k}/{m}" for k in DATASETS for m in models if (k, m) not in full]
     out += [f"{k}/MostPop" for k in DATASETS if k not in payload["mostpop"]]
     return out
@@ -376,11 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     save()
     pairs = [(k, m) for k in keys for m in models]
     if args.resume:
-        done = {
-            (r["data"], r["model"])
-            for r in payload["rows"]
-            if r["library"] == "rechub" and is_full(r)
-        }
+        done = full_rows(payload)
         pairs = [p for p in pairs if p not in done]  # missing, failed or smoke-only cells
 
     def run(pair: tuple[str, str]) -> None:

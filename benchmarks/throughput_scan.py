@@ -58,11 +58,16 @@ def _interactions(size: str) -> tuple[Any, int]:
     return big_interactions(n, 2 * n, 20, 30, 100), 20
 
 
-def _data(size: str) -> Any:
+def _prepared(size: str) -> tuple[Any, Any]:
+    """``size``'s interactions and the prepared data the scan trains on (users of >= 5)."""
     from rechub_core.preprocess import prepare
 
     inter, max_len = _interactions(size)
-    return prepare(inter, max_len, 5)
+    return inter, prepare(inter, max_len, 5)
+
+
+def _data(size: str) -> Any:
+    return _prepared(size)[1]
 
 
 def write_size_split(size: str, folder: Path) -> dict[str, Any]:
@@ -70,10 +75,8 @@ def write_size_split(size: str, folder: Path) -> dict[str, Any]:
     (``benchmarks.quality.write_split``, the writer ``benchmarks/throughput.py`` uses): the
     same interactions and protocol split our rows train on."""
     from benchmarks.quality import write_split
-    from rechub_core.preprocess import prepare
 
-    inter, max_len = _interactions(size)
-    data = prepare(inter, max_len, 5)
+    inter, data = _prepared(size)
     write_split(inter, data, folder)
     return {"size": size, "items": int(data.n_items), "interactions": len(inter.events)}
 
