@@ -10,20 +10,15 @@ never committed. The full-length numbers are ``make bench-standard``'s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from rechub_core.config import ComponentConfig, DataConfig, RunConfig, TrainConfig
+from rechub_core.datasets import default_data_dir
 from rechub_core.runs import train_run
 
-ROOT = Path(__file__).resolve().parent.parent
-TOYS = (
-    Path(os.environ.get("RECHUB_DATA_DIR", ROOT.parent / "shared" / "data"))
-    / "amazon-s3rec"
-    / "Toys_and_Games.txt"
-)
+TOYS = default_data_dir() / "amazon-s3rec" / "Toys_and_Games.txt"
 
 #: model -> (epochs, least NDCG@10 / MostPop's NDCG@10 on the test split), one per family.
 #: Validation NDCG@10 after these epochs in the runs of benchmarks/results/defaults.md: DSSM
