@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from rechub_core.config import ComponentConfig, DataConfig, RunConfig
 from rechub_core.datasets import (
     Interactions,
+    default_data_dir,
     is_sequence_file,
     load_sequence_file,
     write_sequence_file,
@@ -21,7 +22,7 @@ from rechub_core.errors import InputError
 from rechub_core.preprocess import prepare
 from rechub_core.runs import load_interactions
 
-TOYS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "amazon-s3rec"
+TOYS = default_data_dir() / "amazon-s3rec"
 
 
 def _sequences(events: pd.DataFrame) -> dict[object, list[object]]:
@@ -106,7 +107,9 @@ def test_run_config_reads_txt_as_sequences(tmp_path: Path) -> None:
     assert loaded.events["item_id"].tolist() == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.skipif(not (TOYS / "Toys_and_Games.txt").exists(), reason="Toys data absent")
+@pytest.mark.skipif(
+    not (TOYS / "Toys_and_Games.txt").exists(), reason=f"{TOYS} is absent (set RECHUB_DATA_DIR)"
+)
 def test_toys_counts() -> None:
     ev = load_sequence_file(TOYS / "Toys_and_Games.txt").events
     assert (len(ev), ev["user_id"].nunique(), ev["item_id"].nunique()) == (167_597, 19_412, 11_924)
