@@ -19,6 +19,13 @@ USER_ID = "user_id"
 ITEM_ID = "item_id"
 HISTORY = "hist_item_id"
 
+#: the user id gets its own embedding in the bag-of-items models' user towers (``pooled_user``)
+#: only when users have at least this many training rows on average: MovieLens-100K (~100 a
+#: user) gains from it, the 5-core Amazon / Yelp sets (~6 a user) lose half their validation
+#: NDCG@10 to a per-user vector that memorises a handful of items
+#: (``benchmarks/results/defaults.md``)
+MIN_ROWS_FOR_USER_ID = 20
+
 
 @attrs.frozen
 class DataSchema:
@@ -29,12 +36,15 @@ class DataSchema:
         user_columns: user profile columns (without ``user_id``).
         item_columns: item side columns (without ``item_id``).
         max_len: history length L.
+        train_rows: training samples (interactions used as targets); 0 when unknown (a run
+            folder written before the field existed).
     """
 
     vocab: dict[str, int]
     user_columns: tuple[str, ...] = ()
     item_columns: tuple[str, ...] = ()
     max_len: int = 50
+    train_rows: int = 0
 
     @classmethod
     def from_prepared(cls, data: PreparedData) -> DataSchema:
@@ -44,6 +54,7 @@ class DataSchema:
             user_columns=tuple(data.user_columns),
             item_columns=tuple(data.item_columns),
             max_len=int(data.max_len),
+            train_rows=len(data.train[ITEM_ID]),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,6 +69,7 @@ class DataSchema:
             user_columns=tuple(d.get("user_columns", ())),
             item_columns=tuple(d.get("item_columns", ())),
             max_len=int(d.get("max_len", 50)),
+            train_rows=int(d.get("train_rows", 0)),
         )
 
     @property
@@ -88,6 +100,23 @@ class DataSchema:
     def user_profile(self, embed_dim: int) -> list[SparseFeature]:
         """One sparse feature per user profile column."""
         return [SparseFeature(c, self.vocab[c], embed_dim) for c in self.user_columns]
+
+    def uses_user_id(self) -> bool:
+        """Whether a user id embedding can be learnt: at least :data:`MIN_ROWS_FOR_USER_ID`
+        training rows per user on average (True when the row count is unknown)."""
+        users = max(self.vocab.get(USER_ID, 1) - 1, 1)
+        return self.train_rows == 0 or self.train_rows / users >= MIN_ROWS_FOR_USER_ID
+
+    def pooled_user(
+        self, embed_dim: int, user_id: bool | None = None
+    ) -> list[SparseFeature | SequenceFeature]:
+        """The usual user tower inputs of a bag-of-items model: the user id, the profile
+        columns and the mean-pooled history, each ``embed_dim`` wide. ``user_id``: include the
+        user id (None: by :meth:`uses_user_id`)."""
+        if user_id is None:
+            user_id = self.uses_user_id()
+        ids = [self.user_id(embed_dim)] if user_id else []
+        return [*ids, *self.user_profile(embed_dim), self.history(embed_dim)]
 
     def item_side(self, embed_dim: int) -> list[SparseFeature]:
         """One sparse feature per item side column."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rechub_core.features import SequenceFeature, SparseFeature
 from rechub_core.preprocess import PreparedData
-from rechub_core.schema import HISTORY, ITEM_ID, USER_ID, DataSchema
+from rechub_core.schema import HISTORY, ITEM_ID, MIN_ROWS_FOR_USER_ID, USER_ID, DataSchema
 
 columns = st.lists(st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True), max_size=3, unique=True)
 
@@ -67,3 +68,28 @@ def test_history_shares_the_item_table_unless_told_not_to() -> None:
     assert (history.pooling, history.shared_with) == ("mean", ITEM_ID)
     own = schema.history(8, pooling=None, shared=False)
     assert (own.pooling, own.shared_with) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("users", "rows", "with_id"),
+    [(100, 0, True), (100, 2_000, True), (100, 1_999, False), (30_000, 200_000, False)],
+)
+def test_user_id_embedded_only_with_enough_rows_per_user(
+    users: int, rows: int, with_id: bool
+) -> None:
+    """MIN_ROWS_FOR_USER_ID (20) training rows per user on average; unknown (0) keeps the id."""
+    schema = DataSchema({USER_ID: users + 1, ITEM_ID: 12, HISTORY: 12}, train_rows=rows)
+    assert MIN_ROWS_FOR_USER_ID == 20
+    assert schema.uses_user_id() is with_id
+    names = [f.name for f in schema.pooled_user(8)]
+    assert names == ([USER_ID] if with_id else []) + [HISTORY]
+    assert next(f.name for f in schema.pooled_user(8, user_id=not with_id)) == (
+        HISTORY if with_id else USER_ID
+    )
+
+
+def test_train_rows_round_trips_and_defaults_to_unknown() -> None:
+    schema = DataSchema({USER_ID: 5, ITEM_ID: 12, HISTORY: 12}, train_rows=77)
+    assert DataSchema.from_dict(schema.to_dict()).train_rows == 77
+    old = {k: v for k, v in schema.to_dict().items() if k != "train_rows"}
+    assert DataSchema.from_dict(old).train_rows == 0

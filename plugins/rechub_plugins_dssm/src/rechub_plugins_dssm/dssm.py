@@ -48,12 +48,12 @@ class DSSM(TwoTowerModel):
         super().__init__(user, item, temperature)
 
     @classmethod
-    def from_schema(cls, schema: DataSchema, embed_dim: int = 32, **params: Any) -> DSSM:
-        """DSSM over user id, profile and mean-pooled history vs. item id and side features."""
-        user: list[Feature] = [
-            schema.user_id(embed_dim),
-            *schema.user_profile(embed_dim),
-            schema.history(embed_dim),
-        ]
+    def from_schema(
+        cls, schema: DataSchema, embed_dim: int = 32, user_id: bool | None = None, **params: Any
+    ) -> DSSM:
+        """DSSM over user id, profile and mean-pooled history vs. item id and side features.
+        ``user_id``: embed the user id (None: when users have enough training rows,
+        :meth:`DataSchema.uses_user_id`)."""
+        user: list[Feature] = [*schema.pooled_user(embed_dim, user_id)]
         item = [schema.item_id(embed_dim), *schema.item_side(embed_dim)]
         return cls(user, item, **params)

@@ -63,11 +63,11 @@ class YoutubeDNN(TwoTowerModel):
         return l2_normalize(super().encode_item(x))
 
     @classmethod
-    def from_schema(cls, schema: DataSchema, embed_dim: int = 64, **params: Any) -> YoutubeDNN:
-        """User tower over user id, profile and the mean-pooled history."""
-        user: list[Feature] = [
-            schema.user_id(embed_dim),
-            *schema.user_profile(embed_dim),
-            schema.history(embed_dim),
-        ]
+    def from_schema(
+        cls, schema: DataSchema, embed_dim: int = 64, user_id: bool | None = None, **params: Any
+    ) -> YoutubeDNN:
+        """User tower over user id, profile and the mean-pooled history. ``user_id``: embed
+        the user id (None: when users have enough training rows,
+        :meth:`DataSchema.uses_user_id`)."""
+        user: list[Feature] = [*schema.pooled_user(embed_dim, user_id)]
         return cls(user, [schema.item_id(embed_dim)], **params)

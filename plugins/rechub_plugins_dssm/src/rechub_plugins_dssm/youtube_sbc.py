@@ -59,13 +59,13 @@ class YoutubeSBC(TwoTowerModel):
         super().__init__(user, item_tower, temperature)
 
     @classmethod
-    def from_schema(cls, schema: DataSchema, embed_dim: int = 32, **params: Any) -> YoutubeSBC:
-        """Towers over user id, profile and pooled history vs. item id and side features."""
-        user: list[Feature] = [
-            schema.user_id(embed_dim),
-            *schema.user_profile(embed_dim),
-            schema.history(embed_dim),
-        ]
+    def from_schema(
+        cls, schema: DataSchema, embed_dim: int = 32, user_id: bool | None = None, **params: Any
+    ) -> YoutubeSBC:
+        """Towers over user id, profile and pooled history vs. item id and side features.
+        ``user_id``: embed the user id (None: when users have enough training rows,
+        :meth:`DataSchema.uses_user_id`)."""
+        user: list[Feature] = [*schema.pooled_user(embed_dim, user_id)]
         item = [schema.item_id(embed_dim), *schema.item_side(embed_dim)]
         params.setdefault("item_params", {"dims": [128, 64]})
         return cls(user, item, **params)
