@@ -228,3 +228,13 @@ def test_beats_most_popular_on_movielens(name: str, ml100k: PreparedData, tmp_pa
     # the issue's bar: at least 20% above MostPop on NDCG@10, and above it on HR@50
     assert metrics["ndcg@10"] >= 1.2 * pop["ndcg@10"], (metrics["ndcg@10"], pop["ndcg@10"])
     assert metrics["hit@50"] >= 1.1 * pop["hit@50"], (metrics["hit@50"], pop["hit@50"])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_user_id_embedded_by_the_rows_per_user_rule(name: str, synthetic: PreparedData) -> None:
+    """The synthetic set has ~17 training rows a user (< 20): no user id unless asked for."""
+    assert not DataSchema.from_prepared(synthetic).uses_user_id()
+    by_rule = {f.name for f in build(name, synthetic).user_tower.features}
+    asked = {f.name for f in build(name, synthetic, user_id=True).user_tower.features}
+    assert "user_id" not in by_rule and "hist_item_id" in by_rule
+    assert asked == by_rule | {"user_id"}
