@@ -22,8 +22,9 @@ TOYS = default_data_dir() / "amazon-s3rec" / "Toys_and_Games.txt"
 
 #: model -> (epochs, least NDCG@10 / MostPop's NDCG@10 on the test split), one per family.
 #: Validation NDCG@10 after these epochs in the runs of benchmarks/results/defaults.md: DSSM
-#: 0.0192 (3 epochs, without the user id that Toys no longer gets), SASRec 0.0580 (3), ComirecSA 0.0403 (2), against MostPop's ~0.005; the
-#: margins leave room for the test split scoring below validation and for seed noise.
+#: 0.0192 (3 epochs, without the user id that Toys no longer gets), SASRec 0.0580 (3),
+#: ComirecSA 0.0403 (2), against MostPop's ~0.005; the margins leave room for the test split
+#: scoring below validation and for seed noise.
 CASES: dict[str, tuple[int, float]] = {
     "DSSM": (3, 2.0),
     "SASRec": (3, 5.0),
