@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from rechub_core.features import SequenceFeature, SparseFeature
+from rechub_core.features import Feature, SequenceFeature, SparseFeature
 
 if TYPE_CHECKING:
     from rechub_core.preprocess import PreparedData
@@ -107,9 +107,7 @@ class DataSchema:
         users = max(self.vocab.get(USER_ID, 1) - 1, 1)
         return self.train_rows == 0 or self.train_rows / users >= MIN_ROWS_FOR_USER_ID
 
-    def pooled_user(
-        self, embed_dim: int, user_id: bool | None = None
-    ) -> list[SparseFeature | SequenceFeature]:
+    def pooled_user(self, embed_dim: int, user_id: bool | None = None) -> list[Feature]:
         """The usual user tower inputs of a bag-of-items model: the user id, the profile
         columns and the mean-pooled history, each ``embed_dim`` wide. ``user_id``: include the
         user id (None: by :meth:`uses_user_id`)."""
@@ -117,6 +115,10 @@ class DataSchema:
             user_id = self.uses_user_id()
         ids = [self.user_id(embed_dim)] if user_id else []
         return [*ids, *self.user_profile(embed_dim), self.history(embed_dim)]
+
+    def item_with_side(self, embed_dim: int) -> list[Feature]:
+        """The item id and one sparse feature per item side column (an item tower's inputs)."""
+        return [self.item_id(embed_dim), *self.item_side(embed_dim)]
 
     def item_side(self, embed_dim: int) -> list[SparseFeature]:
         """One sparse feature per item side column."""

@@ -23,7 +23,7 @@ DIM = 8
 def small_model(data: PreparedData) -> TwoTowerModel:
     torch.manual_seed(0)
     schema = DataSchema.from_prepared(data)
-    user = MLPTower([schema.user_id(DIM), *schema.user_profile(DIM), schema.history(DIM)], [DIM])
+    user = MLPTower(schema.pooled_user(DIM, user_id=True), [DIM])
     item = ItemEmbeddingTower(schema.item_id(DIM))
     return TwoTowerModel(user, item, temperature=0.1)
 

@@ -58,6 +58,7 @@ def test_feature_helpers_declare_one_feature_per_column(schema: DataSchema, dim:
     assert [f.name for f in profile] == list(schema.user_columns)
     assert [f.name for f in side] == list(schema.item_columns)
     assert all(f.vocab_size == schema.vocab[f.name] and f.embed_dim == dim for f in profile + side)
+    assert schema.item_with_side(dim) == [schema.item_id(dim), *side]
 
 
 def test_history_shares_the_item_table_unless_told_not_to() -> None:

@@ -24,9 +24,7 @@ from rechub_core.trainer import MatchTrainer, load_weights
 def small_model(data: PreparedData, dim: int = 16, seed: int = 0) -> TwoTowerModel:
     torch.manual_seed(seed)
     schema = DataSchema.from_prepared(data)
-    user = MLPTower(
-        [schema.user_id(dim), *schema.user_profile(dim), schema.history(dim)], dims=[32, dim]
-    )
+    user = MLPTower(schema.pooled_user(dim, user_id=True), dims=[32, dim])
     return TwoTowerModel(user, ItemEmbeddingTower(schema.item_id(dim)), temperature=0.1)
 
 

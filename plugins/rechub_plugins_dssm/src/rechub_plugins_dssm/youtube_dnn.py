@@ -69,5 +69,4 @@ class YoutubeDNN(TwoTowerModel):
         """User tower over user id, profile and the mean-pooled history. ``user_id``: embed
         the user id (None: when users have enough training rows,
         :meth:`DataSchema.uses_user_id`)."""
-        user: list[Feature] = [*schema.pooled_user(embed_dim, user_id)]
-        return cls(user, [schema.item_id(embed_dim)], **params)
+        return cls(schema.pooled_user(embed_dim, user_id), [schema.item_id(embed_dim)], **params)

@@ -65,7 +65,7 @@ class YoutubeSBC(TwoTowerModel):
         """Towers over user id, profile and pooled history vs. item id and side features.
         ``user_id``: embed the user id (None: when users have enough training rows,
         :meth:`DataSchema.uses_user_id`)."""
-        user: list[Feature] = [*schema.pooled_user(embed_dim, user_id)]
-        item = [schema.item_id(embed_dim), *schema.item_side(embed_dim)]
         params.setdefault("item_params", {"dims": [128, 64]})
-        return cls(user, item, **params)
+        return cls(
+            schema.pooled_user(embed_dim, user_id), schema.item_with_side(embed_dim), **params
+        )
