@@ -1,7 +1,8 @@
 """Negative samplers: draw candidate item ids for each training batch, vectorised.
 
 ``sample(pos_ids, generator, user_vectors=None) -> NegativeSample``. Per-row negatives are
-``(B, n)`` and never equal the row's positive; shared negatives ``(n,)`` are used by the whole
+``(B, n)`` and never equal the row's positive (except draws from the hard sampler's pool, which
+the trainer masks as it masks any accidental hit); shared negatives ``(n,)`` are used by the whole
 batch (the trainer prepends the batch's positives and masks accidental hits). ``log_q(ids)``
 returns the log of each id's sampling probability for the logQ correction.
 """
@@ -316,21 +317,42 @@ class MixedSampler(InBatchSampler):
 
 class HardNegativeSampler(Sampler):
     """Hard negatives mined from the current item vectors (Huang et al., KDD 2020), mixed
-    with uniform ones: for each row, ``n_hard`` items drawn from ranks
+    with uniform ("easy") ones: for each row, ``n_hard`` items drawn from ranks
     ``[rank_from, rank_to)`` of the user's scores (skipping the very top, which holds
     unlabelled positives), plus ``n_neg - n_hard`` uniform negatives. Item vectors are
     refreshed at the start of every epoch.
+
+    Args:
+        n_neg: negatives per row, hard and easy together.
+        n_hard: mined negatives per row.
+        rank_from, rank_to: the band of catalogue ranks (0 = the user's best-scored item).
+        pool: 0, or the size ``P`` of a uniform pool of items drawn once a batch. With a pool
+            smaller than the catalogue, each row draws its easy negatives from the pool and
+            mines its hard ones among the pool's items, at the pool ranks that correspond to
+            the band (``[rank_from, rank_to) x P / catalogue``: a uniform sample of P items
+            holds that many items above a given catalogue rank, in expectation). A step then
+            encodes at most ``P + 2B`` distinct items and scores ``B x P`` pairs, instead of
+            ``~B (1 + n_neg)`` items and ``B x catalogue`` pairs. Measured on Toys_and_Games
+            in ``benchmarks/results/defaults.md`` (FaceBookDSSM).
     """
 
     def __init__(
-        self, n_neg: int = 8, n_hard: int = 2, rank_from: int = 10, rank_to: int = 100
+        self,
+        n_neg: int = 8,
+        n_hard: int = 2,
+        rank_from: int = 10,
+        rank_to: int = 100,
+        pool: int = 0,
     ) -> None:
         if not 0 <= n_hard <= n_neg:
             raise InputError(f"need 0 <= n_hard <= n_neg, got n_hard={n_hard}, n_neg={n_neg}")
         if not 0 <= rank_from < rank_to:
             raise InputError(f"need 0 <= rank_from < rank_to, got {rank_from}, {rank_to}")
+        if pool < 0:
+            raise InputError(f"pool must be 0 (no pool) or a number of items, got {pool}")
         self.n_neg, self.n_hard = n_neg, n_hard
         self.rank_from, self.rank_to = rank_from, rank_to
+        self.pool = pool
         self.item_vectors: Tensor | None = None
 
     def on_epoch_start(self, encode_items: Callable[[], Tensor]) -> None:
@@ -339,23 +361,45 @@ class HardNegativeSampler(Sampler):
     def sample(
         self, pos_ids: Tensor, generator: torch.Generator, user_vectors: Tensor | None = None
     ) -> NegativeSample:
-        easy = uniform_excluding(pos_ids, self.n_neg, self.n_items, generator)  # (B, n)
-        if self.n_hard == 0 or self.item_vectors is None or user_vectors is None:
+        pool = None
+        if 0 < self.pool < self.n_items - 1:  # else the whole catalogue is cheaper and exact
+            pool = torch.randint(1, self.n_items, (self.pool,), generator=generator)  # (P,)
+        b = pos_ids.shape[0]
+        if pool is None:
+            easy = uniform_excluding(pos_ids, self.n_neg, self.n_items, generator)  # (B, n_neg)
+        else:  # a draw equal to the row's positive is masked by the trainer
+            easy = pool[torch.randint(0, pool.numel(), (b, self.n_neg), generator=generator)]
+        hard = self._mine(pool, user_vectors, generator)  # (B, n_hard) or None
+        if hard is None:
             return NegativeSample(ids=easy)
-        u = user_vectors.detach()
-        if u.dim() == 3:  # multi-interest: an item's score is its best interest's
-            scores = torch.einsum("bkd,nd->bkn", u, self.item_vectors).amax(1)
-        else:
-            scores = u @ self.item_vectors.T  # (B, N)
-        scores[:, 0] = -torch.inf
-        top = min(self.rank_to, scores.shape[1] - 1)
-        ranked = scores.topk(top, dim=1).indices[:, self.rank_from :]  # (B, R)
-        if ranked.shape[1] == 0:
-            return NegativeSample(ids=easy)
-        pick = torch.randint(0, ranked.shape[1], (u.shape[0], self.n_hard), generator=generator)
-        hard = ranked.gather(1, pick.to(ranked.device)).cpu()  # (B, n_hard)
+        # a mined item equal to the row's positive is replaced by the row's first easy ones
         hard = torch.where(hard == pos_ids.view(-1, 1).cpu(), easy[:, : self.n_hard], hard)
         return NegativeSample(ids=torch.cat([hard, easy[:, self.n_hard :]], dim=1))
+
+    def _mine(
+        self, pool: Tensor | None, user_vectors: Tensor | None, generator: torch.Generator
+    ) -> Tensor | None:
+        """``(B, n_hard)`` items from the rank band of each row's scores over the catalogue
+        (or over ``pool``, at the scaled band); None before item vectors exist."""
+        if self.n_hard == 0 or self.item_vectors is None or user_vectors is None:
+            return None
+        items = self.item_vectors if pool is None else self.item_vectors[pool]  # (N or P, D)
+        u = user_vectors.detach()
+        # (B, N) or (B, P); multi-interest users (B, K, D): an item scores its best interest's
+        scores = torch.einsum("bkd,nd->bkn", u, items).amax(1) if u.dim() == 3 else u @ items.T
+        if pool is None:
+            scores[:, 0] = -torch.inf
+            lo, hi = self.rank_from, min(self.rank_to, scores.shape[1] - 1)
+        else:
+            scale = pool.numel() / (self.n_items - 1)
+            lo = int(self.rank_from * scale)
+            hi = min(pool.numel(), max(lo + 1, round(self.rank_to * scale)))
+        if hi <= lo:
+            return None
+        ranked = scores.topk(hi, dim=1).indices[:, lo:]  # (B, R)
+        pick = torch.randint(0, ranked.shape[1], (u.shape[0], self.n_hard), generator=generator)
+        hard = ranked.gather(1, pick.to(ranked.device)).cpu()  # (B, n_hard) columns of scores
+        return hard if pool is None else pool[hard]
 
 
 #: The documented rule of :class:`AutoSoftmaxSampler`: catalogues of at most this many items

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import Tensor
 
 from rechub_core.errors import InputError
 from rechub_core.losses import BCELoss, BPRLoss, HingeLoss, SampledSoftmaxLoss, SoftmaxLoss
@@ -158,6 +159,42 @@ def test_hard_negatives_come_from_the_requested_ranks() -> None:
     sampler.on_epoch_start(lambda: items)
     neg = sampler.sample(torch.tensor([11]), torch.Generator().manual_seed(0), user_vectors=user)
     assert set(neg.ids.view(-1).tolist()) <= {3, 4, 5, 6}  # ranks 2..5 of items 1..11
+
+
+def _ranked_catalogue(n: int) -> tuple[Tensor, Tensor]:
+    """Item vectors ``(n, 2)`` where item i scores above item i + 1 for the user ``(1, 0)``
+    (so item i sits at catalogue rank i - 1), and that user vector ``(1, 2)``."""
+    items = torch.zeros(n, 2)
+    items[1:, 0] = torch.linspace(1.0, 0.0, n - 1)
+    return items, torch.tensor([[1.0, 0.0]])
+
+
+def test_pool_mining_hits_the_rank_band_in_expectation() -> None:
+    """With a pool of 100 of 1,000 items, hard negatives come from pool ranks 10-19, which a
+    uniform pool places around catalogue ranks 100-199: the mean mined id is near 150 (exact
+    mining without a pool: every id in 101..200), and every negative of a batch is one of the
+    pool's items (at most P distinct)."""
+    items, user = _ranked_catalogue(1001)
+    means = {}
+    for pool in (0, 100):
+        sampler = HardNegativeSampler(n_neg=8, n_hard=1, rank_from=100, rank_to=200, pool=pool)
+        sampler.bind(1001)
+        sampler.on_epoch_start(lambda: items)
+        gen = torch.Generator().manual_seed(0)
+        mined = []
+        for _ in range(100):
+            neg = sampler.sample(torch.full((4,), 1000), gen, user_vectors=user.expand(4, -1))
+            assert neg.ids.shape == (4, 8) and not neg.shared
+            mined.append(neg.ids[:, 0])
+            if pool:
+                assert neg.ids.unique().numel() <= pool
+        ids = torch.cat(mined).float()
+        if not pool:
+            assert ids.min() >= 101 and ids.max() <= 200
+        means[pool] = ids.mean().item()
+    assert 130 <= means[100] <= 180, means
+    with pytest.raises(InputError, match="pool must be 0"):
+        HardNegativeSampler(pool=-1)
 
 
 def test_uniform_shared_mode_and_bad_arguments() -> None:
