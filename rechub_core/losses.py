@@ -24,11 +24,15 @@ def _positive(logits: Tensor, target: Tensor) -> Tensor:
     return mask.scatter_(1, target.view(-1, 1), True)
 
 
-def _check(logits: Tensor, target: Tensor, valid: Tensor | None) -> Tensor:
+def _check_shapes(logits: Tensor, target: Tensor) -> None:
     if logits.dim() != 2:
         raise InputError(f"logits must be (B, C), got {tuple(logits.shape)}")
     if target.shape != (logits.shape[0],):
         raise InputError(f"target must be (B,)={logits.shape[0]}, got {tuple(target.shape)}")
+
+
+def _check(logits: Tensor, target: Tensor, valid: Tensor | None) -> Tensor:
+    _check_shapes(logits, target)
     if valid is None:
         return torch.ones_like(logits, dtype=torch.bool)
     return valid.scatter(1, target.view(-1, 1), True)  # the positive always counts
@@ -131,6 +135,17 @@ class HingeLoss(CandidateLoss):
         return (per * neg_mask).sum() / neg_mask.sum().clamp(min=1)
 
 
+def _cross_entropy(logits: Tensor, target: Tensor, valid: Tensor | None) -> Tensor:
+    """Mean cross-entropy of ``target (B,)`` over the valid columns of ``logits (B, C)``;
+    with ``valid`` None (a full softmax: every column counts) no mask is built or applied,
+    which saves passes over a positions x catalogue matrix."""
+    if valid is None:
+        _check_shapes(logits, target)
+        return F.cross_entropy(logits, target)
+    keep = _check(logits, target, valid)
+    return F.cross_entropy(logits.masked_fill(~keep, MASK_VALUE), target)
+
+
 class SoftmaxLoss(CandidateLoss):
     """List-wise (mode 2): cross-entropy of the positive against the valid candidates."""
 
@@ -141,8 +156,7 @@ class SoftmaxLoss(CandidateLoss):
         valid: Tensor | None = None,
         log_q: Tensor | None = None,
     ) -> Tensor:
-        keep = _check(logits, target, valid)
-        return F.cross_entropy(logits.masked_fill(~keep, MASK_VALUE), target)
+        return _cross_entropy(logits, target, valid)
 
 
 class SampledSoftmaxLoss(CandidateLoss):
@@ -168,7 +182,7 @@ class SampledSoftmaxLoss(CandidateLoss):
         valid: Tensor | None = None,
         log_q: Tensor | None = None,
     ) -> Tensor:
-        keep = _check(logits, target, valid)
+        _check_shapes(logits, target)
         if self.logq_correction:
             if log_q is None:
                 raise InputError(
@@ -176,7 +190,7 @@ class SampledSoftmaxLoss(CandidateLoss):
                     "use a sampler that reports probabilities or set logq_correction=False"
                 )
             logits = logits - log_q
-        return F.cross_entropy(logits.masked_fill(~keep, MASK_VALUE), target)
+        return _cross_entropy(logits, target, valid)
 
 
 def shared_negative_logits(

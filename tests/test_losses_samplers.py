@@ -38,6 +38,11 @@ def test_softmax_equals_cross_entropy_and_masks_candidates() -> None:
     got = SoftmaxLoss()(logits, target, valid)
     assert got.item() == pytest.approx(((row1 + row2) / 2).item(), rel=1e-5)
     assert not math.isclose(got.item(), expected.item())
+    # an all-True mask and no mask (the full-softmax fast path) give the same loss
+    every = torch.ones_like(valid)
+    assert SoftmaxLoss()(logits, target, every).item() == SoftmaxLoss()(logits, target).item()
+    with pytest.raises(InputError, match="logits must be"):  # shapes are checked without a mask
+        SoftmaxLoss()(logits[0], target)
 
 
 def test_sampled_softmax_subtracts_exactly_log_q() -> None:
