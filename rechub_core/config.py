@@ -97,6 +97,8 @@ class TrainConfig:
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         patience: early-stopping patience in epochs.
+        sequence_batch_size: user sequences per step for models trained on every position.
+        lr_decay: learning-rate factor after each epoch without validation improvement.
         metric: validation metric for early stopping.
         seed: training seed.
         device: "cpu", "cuda" or "cuda:N".
@@ -113,6 +115,8 @@ class TrainConfig:
     lr: float | None = attrs.field(default=None, validator=_positive)
     weight_decay: float | None = attrs.field(default=None, validator=_non_negative)
     patience: int | None = attrs.field(default=None, validator=_positive)
+    sequence_batch_size: int | None = attrs.field(default=None, validator=_positive)
+    lr_decay: float | None = attrs.field(default=None, validator=_positive)
     metric: str = "ndcg@10"
     seed: int = 2022
     device: str = attrs.field(default="cpu", validator=_device)

@@ -102,6 +102,8 @@ def effective_settings(cfg: RunConfig, spec: ModelSpec) -> TrainSettings:
         lr=t.lr if t.lr is not None else d.lr,
         weight_decay=t.weight_decay if t.weight_decay is not None else d.weight_decay,
         batch_size=t.batch_size or d.batch_size,
+        sequence_batch_size=t.sequence_batch_size or d.sequence_batch_size,
+        lr_decay=t.lr_decay if t.lr_decay is not None else d.lr_decay,
         epochs=t.epochs if explicit_epochs and t.epochs is not None else d.epochs,
         # a fixed epoch count means "train that long": no early stop before it
         patience=t.patience or (t.epochs if explicit_epochs and t.epochs else d.patience),
@@ -207,6 +209,8 @@ def effective_config(cfg: RunConfig, settings: TrainSettings) -> RunConfig:
             lr=settings.lr,
             weight_decay=settings.weight_decay,
             patience=settings.patience,
+            sequence_batch_size=settings.sequence_batch_size,
+            lr_decay=settings.lr_decay,
         ),
     )
 

@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import attrs
 
+from rechub_core.errors import InputError
+
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
 
 
@@ -222,6 +224,8 @@ class TrainSettings:
             (``trains_on_sequences``).
         epochs: epoch cap when training to early stopping.
         patience: epochs without validation improvement before stopping.
+        lr_decay: after every epoch whose validation metric does not improve, multiply the
+            learning rate by this factor (in ``(0, 1]``; 1 keeps it constant).
     """
 
     mode: int = 2
@@ -235,6 +239,12 @@ class TrainSettings:
     sequence_batch_size: int = 128
     epochs: int = 30
     patience: int = 3
+    lr_decay: float = attrs.field(default=1.0)
+
+    @lr_decay.validator
+    def _check_lr_decay(self, attribute: attrs.Attribute, value: float) -> None:
+        if not 0.0 < value <= 1.0:
+            raise InputError(f"lr_decay must lie in (0, 1] (1 = no decay), got {value!r}")
 
 
 def __getattr__(name: str) -> Any:

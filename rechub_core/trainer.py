@@ -437,6 +437,8 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
                 best_state = copy.deepcopy(self.model.state_dict())
             else:
                 bad_epochs += 1
+                self._decay_lr()
+            record["lr"] = self._lr()
             self.history.append(record)
             if self.verbose and self.dist.is_main:
                 log.info(
@@ -457,6 +459,19 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
             save_torch(self.model_path / BEST_WEIGHTS, self._weights_payload(state))
         self.dist.barrier()  # every rank returns once the weights are on disk
         return self.history
+
+    def _lr(self) -> float:
+        """The learning rate the next epoch trains with (the first param group's)."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _decay_lr(self) -> None:
+        """Multiply every param group's learning rate by ``settings.lr_decay`` (after an epoch
+        without validation improvement; kept in the optimizer's state, so a resumed run
+        continues with it)."""
+        if self.settings.lr_decay == 1.0:
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] *= self.settings.lr_decay
 
     def _check_loaders(self, train: BatchLoader, val: BatchLoader | None) -> None:
         """Clear errors for loaders that do not fit the model (before any training)."""

@@ -68,6 +68,27 @@ def test_config_overrides_with_evolve(tmp_path: Path):
     assert load_config(tmp_path / "run.toml").train.lr == 0.5
 
 
+def test_train_section_lays_every_setting_over_the_model_defaults(tmp_path: Path):
+    """[train] fields named like TrainSettings' override the model's defaults, including the
+    sequence batch and the learning-rate decay; unset ones keep the model's values."""
+    from rechub_core.errors import InputError
+    from rechub_core.runs import effective_settings
+
+    spec = plugins.get_spec("model", "SASRec")
+    path = write(
+        tmp_path, '[model]\nname = "SASRec"\n[train]\nsequence_batch_size = 64\nlr_decay = 0.5\n'
+    )
+    settings = effective_settings(load_config(path), spec)
+    assert (settings.sequence_batch_size, settings.lr_decay) == (64, 0.5)
+    assert settings.lr == spec.train_defaults.lr
+    default = effective_settings(RunConfig(model=ComponentConfig("SASRec")), spec)
+    assert default.sequence_batch_size == spec.train_defaults.sequence_batch_size
+    assert default.lr_decay == 1.0
+    too_big = RunConfig(model=ComponentConfig("SASRec"), train=TrainConfig(lr_decay=2.0))
+    with pytest.raises(InputError, match="lr_decay must lie in"):
+        effective_settings(too_big, spec)
+
+
 def write(tmp_path: Path, text: str, name: str = "run.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")

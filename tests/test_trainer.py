@@ -362,3 +362,34 @@ def test_train_defaults_is_the_old_name_of_train_settings() -> None:
 
     with pytest.warns(DeprecationWarning, match="TrainSettings"):
         assert specs.TrainDefaults is specs.TrainSettings
+
+
+def test_lr_decays_after_epochs_without_improvement_and_survives_resume(
+    synthetic: PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """settings.lr_decay multiplies the learning rate after each epoch whose validation does
+    not improve, never after one that does; the decayed rate is in the checkpoint, so a
+    resumed run continues with it; each epoch's record says the rate the next one uses."""
+    import attrs
+
+    from rechub_core.specs import TrainSettings
+
+    improved = iter([True, False, True, False, False])
+    monkeypatch.setattr(MatchTrainer, "_validate_epoch", lambda self, *a: next(improved))
+    train, val, _ = loaders_from_prepared(synthetic, batch_size=512)
+    settings = TrainSettings(mode=2, sampler="full", lr=8e-3, epochs=4, patience=5, lr_decay=0.5)
+    trainer = MatchTrainer(
+        small_model(synthetic), settings=settings, model_path=tmp_path, verbose=False
+    )
+    history = trainer.fit(train, val)
+    assert [h["lr"] for h in history] == [8e-3, 4e-3, 4e-3, 2e-3]
+    resumed = MatchTrainer(
+        small_model(synthetic),
+        settings=attrs.evolve(settings, epochs=5),
+        model_path=tmp_path,
+        verbose=False,
+    )
+    assert resumed.fit(train, val, resume=True)[-1]["lr"] == 1e-3  # epoch 5, not improved
+    for bad in (0.0, 1.5):
+        with pytest.raises(InputError, match="lr_decay must lie in"):
+            attrs.evolve(settings, lr_decay=bad)
