@@ -397,7 +397,8 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
                 epoch it was written at; temporary files of a killed run are removed first).
         Returns:
             One dict per epoch: epoch, loss, seconds, samples_per_s (positives per second over
-            all ranks) and validation metrics. Under data-parallel training every rank returns
+            all ranks), lr (the learning rate the next epoch uses, after any
+            ``settings.lr_decay``) and validation metrics. Under data-parallel training every rank returns
             the same history.
         """
         self._check_loaders(train_dataloader, val_dataloader)
