@@ -398,8 +398,8 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
         Returns:
             One dict per epoch: epoch, loss, seconds, samples_per_s (positives per second over
             all ranks), lr (the learning rate the next epoch uses, after any
-            ``settings.lr_decay``) and validation metrics. Under data-parallel training every rank returns
-            the same history.
+            ``settings.lr_decay``) and validation metrics. Under data-parallel training every
+            rank returns the same history.
         """
         self._check_loaders(train_dataloader, val_dataloader)
         # a full disk fails now, not at the first checkpoint
