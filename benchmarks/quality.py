@@ -139,8 +139,16 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def score_external(out: Path, data: Any) -> dict[str, float]:
-    """Score a runner's vectors (or full-sort scores) with our full-ranking metrics."""
+#: a peer's row is no result when counting ties against the target (instead of for it, the
+#: protocol's rule) leaves less than this share of its NDCG@10: its scores collapsed to a few
+#: values (Torch-RecHub's GRU4Rec on Toys_and_Games: user vectors (1, 0, ..., 0), NDCG@10
+#: 0.1624 with ties for the target, HR@10 = HR@50)
+TIE_SHARE_MIN = 0.9
+
+
+def score_external(out: Path, data: Any, ties: str = "optimistic") -> dict[str, float]:
+    """Score a runner's vectors (or full-sort scores) with our full-ranking metrics (``ties``
+    as in :func:`rechub_core.metrics.target_ranks`)."""
     from rechub_core.metrics import full_ranking_metrics
 
     order = np.argsort(data.test.users["user_id"])  # external users are 1..U in id order
@@ -157,7 +165,7 @@ def score_external(out: Path, data: Any) -> dict[str, float]:
         items = torch.as_tensor(np.load(out / "item.npy"))
     t = data.test
     return full_ranking_metrics(
-        users.float(), items.float(), t.target, t.seen_indptr, t.seen_indices, ks=KS
+        users.float(), items.float(), t.target, t.seen_indptr, t.seen_indices, ks=KS, ties=ties
     )
 
 
@@ -179,8 +187,16 @@ def external_row(lib: str, model: str, out: Path, data: Any) -> dict[str, Any]:
     if row["error"] is None:
         try:
             row["metrics"] = score_external(out, data)
+            strict = score_external(out, data, ties="pessimistic")["ndcg@10"]
         except Exception as exc:  # e.g. NaN vectors from a diverged run: the row says so
             row["error"] = f"its vectors could not be scored: {exc}"
+            return row
+        row["ndcg@10_ties_against"] = strict
+        if strict < TIE_SHARE_MIN * row["metrics"]["ndcg@10"]:
+            row["error"] = (
+                f"collapsed scores, not a result: NDCG@10 {row['metrics']['ndcg@10']:.4f} with "
+                f"ties for the target, {strict:.4f} with ties against it"
+            )
     return row
 
 

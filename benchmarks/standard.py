@@ -213,8 +213,13 @@ def data_table(key: str, payload: dict[str, Any], models: list[str]) -> list[str
     for (lib, model), r in sorted(rows.items()):
         if lib == "rechub":
             continue
-        cells = ["error"] + ["-"] * 8 if r.get("error") else _cells(r, pop_metrics)
-        lines.append(f"| {lib} | {model} | " + " | ".join(cells) + " | peer, its runner's cap |")
+        note = "peer, its runner's cap"
+        if r.get("error"):
+            cells = ["error"] + ["-"] * 8
+            note += f"; {str(r['error']).strip().splitlines()[-1][:160]}"
+        else:
+            cells = _cells(r, pop_metrics)
+        lines.append(f"| {lib} | {model} | " + " | ".join(cells) + f" | {note} |")
     for who, ndcg, hr in PUBLISHED.get(key, []):
         cells = [fmt(ndcg, 4), fmt(hr, 4), "-", "-", "-", "-", "-", "-", "-"]
         lines.append(f"| published | {who} | " + " | ".join(cells) + " | published (not re-run) |")

@@ -43,9 +43,14 @@ def reference_single_target(ranks: np.ndarray, ks: list[int]) -> dict[str, float
 
 
 def reference_ranks(
-    users: np.ndarray, items: np.ndarray, targets: np.ndarray, seen: list[list[int]]
+    users: np.ndarray,
+    items: np.ndarray,
+    targets: np.ndarray,
+    seen: list[list[int]],
+    pessimistic: bool = False,
 ) -> np.ndarray:
-    """Brute force, one user at a time: count unmasked items scoring strictly higher."""
+    """Brute force, one user at a time: count unmasked items scoring strictly higher (or, when
+    ``pessimistic``, higher or equal, the target itself excluded)."""
     ranks = []
     for u, t, s in zip(users, targets, seen, strict=True):
         q = u if u.ndim == 2 else u[None, :]
@@ -54,7 +59,9 @@ def reference_ranks(
         masked[0] = True
         masked[list(s)] = True
         masked[t] = False  # a seen target is still ranked
-        ranks.append(int(((scores > scores[t]) & ~masked).sum()))
+        above = scores >= scores[t] if pessimistic else scores > scores[t]
+        above[t] = False
+        ranks.append(int((above & ~masked).sum()))
     return np.array(ranks)
 
 
@@ -198,6 +205,11 @@ def test_full_ranking_matches_brute_force(problem, ks: list[int]) -> None:
     )
     want_ranks = reference_ranks(users, items, targets, seen)
     np.testing.assert_array_equal(ranks.numpy(), want_ranks)
+    args = (torch.from_numpy(users), torch.from_numpy(items), torch.from_numpy(targets))
+    pessimistic = target_ranks(*args, indptr, indices, ties="pessimistic")
+    want = reference_ranks(users, items, targets, seen, pessimistic=True)
+    np.testing.assert_array_equal(pessimistic.numpy(), want)
+    assert bool((pessimistic >= ranks).all())
     m = full_ranking_metrics(
         torch.from_numpy(users),
         torch.from_numpy(items),
@@ -258,6 +270,13 @@ def test_ties_are_resolved_in_the_targets_favour() -> None:
     empty = torch.zeros(0, dtype=torch.long)
     ranks = target_ranks(users, items, torch.tensor([2]), torch.tensor([0, 0]), empty)
     assert ranks.tolist() == [1]  # only item 4 scores strictly higher
+    # pessimistic: the tied items 1 and 3 rank above the target too; a seen target likewise
+    for seen in (empty, torch.tensor([2])):
+        indptr = torch.tensor([0, seen.numel()])
+        args = (users, items, torch.tensor([2]), indptr, seen)
+        assert target_ranks(*args, ties="pessimistic").tolist() == [3]
+    with pytest.raises(InputError, match="ties: expected"):
+        target_ranks(users, items, torch.tensor([2]), torch.tensor([0, 0]), empty, ties="mid")
 
 
 def test_multi_interest_uses_the_best_interest() -> None:
