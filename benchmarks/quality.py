@@ -146,9 +146,10 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
 TIE_SHARE_MIN = 0.9
 
 
-def score_external(out: Path, data: Any, ties: str = "optimistic") -> dict[str, float]:
-    """Score a runner's vectors (or full-sort scores) with our full-ranking metrics (``ties``
-    as in :func:`rechub_core.metrics.target_ranks`)."""
+def score_external(out: Path, data: Any) -> tuple[dict[str, float], float]:
+    """Score a runner's vectors (or full-sort scores), read once, with our full-ranking
+    metrics (the protocol's ties, in the target's favour), and its NDCG@10 with ties counted
+    against the target (:func:`rechub_core.metrics.target_ranks`)."""
     from rechub_core.metrics import full_ranking_metrics
 
     order = np.argsort(data.test.users["user_id"])  # external users are 1..U in id order
@@ -164,9 +165,10 @@ def score_external(out: Path, data: Any, ties: str = "optimistic") -> dict[str, 
         users = torch.as_tensor(np.load(out / "user_test.npy"))[torch.as_tensor(inv)]
         items = torch.as_tensor(np.load(out / "item.npy"))
     t = data.test
-    return full_ranking_metrics(
-        users.float(), items.float(), t.target, t.seen_indptr, t.seen_indices, ks=KS, ties=ties
-    )
+    args = (users.float(), items.float(), t.target, t.seen_indptr, t.seen_indices)
+    metrics = full_ranking_metrics(*args, ks=KS)
+    strict = full_ranking_metrics(*args, ks=KS, ties="pessimistic")["ndcg@10"]
+    return metrics, strict
 
 
 def external_row(lib: str, model: str, out: Path, data: Any) -> dict[str, Any]:
@@ -186,8 +188,7 @@ def external_row(lib: str, model: str, out: Path, data: Any) -> dict[str, Any]:
         row[key] = info.get(key)
     if row["error"] is None:
         try:
-            row["metrics"] = score_external(out, data)
-            strict = score_external(out, data, ties="pessimistic")["ndcg@10"]
+            row["metrics"], strict = score_external(out, data)
         except Exception as exc:  # e.g. NaN vectors from a diverged run: the row says so
             row["error"] = f"its vectors could not be scored: {exc}"
             return row

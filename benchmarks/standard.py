@@ -180,6 +180,12 @@ def _note(row: dict[str, Any], seed: int) -> str:
     return "; ".join(notes)
 
 
+def _error_line(row: dict[str, Any], width: int) -> str:
+    """The last line of a failed row's error (a traceback's message), at most ``width``
+    characters, for a table cell."""
+    return str(row["error"]).strip().splitlines()[-1][:width]
+
+
 def data_table(key: str, payload: dict[str, Any], models: list[str]) -> list[str]:
     """The markdown section of data set ``key``: MostPop, our models, peers, published."""
     title = DATASETS[key][0]
@@ -205,8 +211,7 @@ def data_table(key: str, payload: dict[str, Any], models: list[str]) -> list[str
         if r is None:
             lines.append(f"| rechub | {model} | missing" + " | -" * 8 + " | |")
         elif r.get("error"):
-            err = str(r["error"]).strip().splitlines()[-1][:80] if r["error"] else ""
-            lines.append(f"| rechub | {model} | error: {err}" + " | -" * 8 + " | |")
+            lines.append(f"| rechub | {model} | error: {_error_line(r, 80)}" + " | -" * 8 + " | |")
         else:
             cells = _cells(r, pop_metrics)
             lines.append(f"| rechub | {model} | " + " | ".join(cells) + f" | {_note(r, seed)} |")
@@ -216,7 +221,7 @@ def data_table(key: str, payload: dict[str, Any], models: list[str]) -> list[str
         note = "peer, its runner's cap"
         if r.get("error"):
             cells = ["error"] + ["-"] * 8
-            note += f"; {str(r['error']).strip().splitlines()[-1][:160]}"
+            note += f"; {_error_line(r, 160)}"
         else:
             cells = _cells(r, pop_metrics)
         lines.append(f"| {lib} | {model} | " + " | ".join(cells) + f" | {note} |")
