@@ -168,7 +168,7 @@ def test_hard_negatives_come_from_the_requested_ranks() -> None:
 
 def _ranked_catalogue(n: int) -> tuple[Tensor, Tensor]:
     """Item vectors ``(n, 2)`` where item i scores above item i + 1 for the user ``(1, 0)``
-    (so item i sits at catalogue rank i - 1), and that user vector ``(1, 2)``."""
+    (so item i sits at catalogue rank i - 1), and that user's vector, shape ``(1, 2)``."""
     items = torch.zeros(n, 2)
     items[1:, 0] = torch.linspace(1.0, 0.0, n - 1)
     return items, torch.tensor([[1.0, 0.0]])
