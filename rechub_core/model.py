@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from rechub_core.architecture import RecordsInitArgs
 from rechub_core.errors import InputError
 from rechub_core.features import Feature, SequenceFeature, SparseFeature, item_id_feature
 from rechub_core.layers import EmbeddingLayer
@@ -20,7 +21,7 @@ from rechub_core.layers import EmbeddingLayer
 MODE_NAMES = {0: "point-wise", 1: "pair-wise", 2: "list-wise"}
 
 
-class MatchModel(nn.Module):
+class MatchModel(RecordsInitArgs, nn.Module):
     """Base class of two-tower retrieval models.
 
     Subclasses implement :meth:`encode_user` and :meth:`encode_item`; the base class owns the

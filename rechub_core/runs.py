@@ -1,7 +1,9 @@
 """Run folders: train a registered model from a :class:`RunConfig`, save everything needed to
 evaluate, export and serve it, and load it back.
 
-A run folder holds ``config.toml`` (the effective settings), ``schema.json``,
+A run folder holds ``config.toml`` (the effective settings), ``architecture.json`` (every
+constructor argument of the model and its towers, defaults included: loading refuses when the
+installed code would build another model), ``schema.json``,
 ``encoders.json`` (raw id <-> encoded id), ``model.pt`` (best weights) and ``checkpoint.pt``,
 ``metrics.json`` (test, validation, MostPop, per-epoch history), ``curve.png``, ``users.pt``
 (each user's serving input: history = train + validation items, and seen items) and
@@ -31,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rechub_core import distributed, run_folder
+from rechub_core import architecture, distributed, run_folder
 from rechub_core.checks import check_run_config
 from rechub_core.config import RunConfig, save_config
 from rechub_core.data import BatchLoader, eval_loader, loaders_from_prepared
@@ -159,6 +161,29 @@ def build_model(spec: ModelSpec, schema: DataSchema, params: dict[str, Any]) -> 
             f"{spec.name}.from_schema returned {type(model).__name__}, not a MatchModel"
         )
     return model
+
+
+#: the constructor arguments the run's model was built with (:mod:`rechub_core.architecture`)
+ARCHITECTURE_FILE = "architecture.json"
+
+
+def check_architecture(model: MatchModel, run: Path, action: str) -> None:
+    """Raise :class:`CheckpointError` when ``model`` (built from ``run``'s config by the
+    installed code) differs from the model ``run`` trained (its ``architecture.json``), naming
+    each differing argument: a plugin's changed default would otherwise load the weights into
+    another model. Folders written before the file existed are not checked."""
+    path = run / ARCHITECTURE_FILE
+    if not path.is_file():
+        return
+    diffs = architecture.differences(_read_json(path), architecture.describe(model))
+    if diffs:
+        shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+        raise CheckpointError(
+            f"cannot {action} {os.fspath(run)!r}: the installed code builds another model than "
+            f"the one trained there ({shown}). Give the trained values in [model.params] of "
+            f"{os.fspath(run / 'config.toml')!r}, install the plugin version that trained it, "
+            "or retrain"
+        )
 
 
 def _plot_curve(history: list[dict[str, float]], metric: str, path: Path) -> None:
@@ -291,7 +316,10 @@ def _train_into(
     settings = effective_settings(cfg, spec)
     effective = effective_config(cfg, settings)
     if ctx.is_main:  # first, so that a killed run can be resumed from its folder alone
+        if resume:  # the resumed checkpoint must belong to the model built now
+            check_architecture(model, run, "resume")
         save_config(effective, run / "config.toml")
+        write_json(run / ARCHITECTURE_FILE, architecture.describe(model))
     train_dl, val_dl, test_dl = loaders_from_prepared(data, settings.batch_size, cfg.train.seed)
     trainer = build_trainer(
         model,
@@ -476,6 +504,7 @@ def _load_files(run: Path) -> LoadedRun:
     spec = get_spec("model", cfg.model.name)
     assert isinstance(spec, ModelSpec)
     model = build_model(spec, schema, dict(cfg.model.params))
+    check_architecture(model, run, "load")
     load_weights(model, load_torch(run / BEST_WEIGHTS), run / BEST_WEIGHTS)
     model.eval()
     return LoadedRun(run, cfg, model, schema, encoders, load_torch(run / "users.pt"))

@@ -12,13 +12,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from rechub_core.architecture import RecordsInitArgs
 from rechub_core.errors import InputError
 from rechub_core.features import Feature, SparseFeature
 from rechub_core.layers import MLP, EmbeddingLayer, l2_normalize, mlp_params, pooled_width
 from rechub_core.model import MatchModel
 
 
-class Tower(nn.Module):
+class Tower(RecordsInitArgs, nn.Module):
     """Base class: ``forward(x, embedding) -> (B, D)`` (user encoders may return ``(B, K, D)``).
 
     Attributes:

@@ -113,10 +113,11 @@ def test_a_killed_first_run_names_resume_and_resumes_from_staging(tmp_path: Path
     before = rechub_io._writes_done
     train_run(cfg, tmp_path / "reference", verbose=False)
     ref = json.loads((tmp_path / "reference" / "metrics.json").read_text())["test"]
-    # kill right after the checkpoint (config, checkpoint, ... : the second write)
+    # kill right after the first checkpoint (config, architecture, checkpoint, ...: the third
+    # write)
     run = tmp_path / "run"
     assert rechub_io._writes_done - before > 3
-    assert os.WIFSIGNALED(_train_killed_after(2, cfg, run))
+    assert os.WIFSIGNALED(_train_killed_after(3, cfg, run))
     assert not run.exists() and (run_folder.staging_path(run) / "checkpoint.pt").is_file()
     with pytest.raises(CheckpointError, match=r"rechub train --resume --out .*run"):
         load_run(run)
