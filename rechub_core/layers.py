@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -276,22 +277,78 @@ class CausalSelfAttentionBlock(nn.Module):
                 nn.init.xavier_uniform_(lin.weight)
                 nn.init.zeros_(lin.bias)
 
-    def attention(self, x: Tensor, allowed: Tensor) -> Tensor:
-        """``x (B, L, D)``, ``allowed (B, L, L)`` bool (query, key) -> ``(B, L, D)``."""
-        b, length, d = x.shape
-        q, k, v = self.qkv(x).split(d, dim=-1)  # 3 x (B, L, D)
+    def _attend(self, qkv: Tensor, allowed: Tensor) -> Tensor:
+        """``qkv (B, L, 3D)``, ``allowed (B, L, L)`` bool (query, key) -> ``(B, L, D)``, before
+        the output projection."""
+        b, length, d3 = qkv.shape
+        d = d3 // 3
+        q, k, v = qkv.split(d, dim=-1)  # 3 x (B, L, D)
         shape = (b, length, self.num_heads, d // self.num_heads)
         q, k, v = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))  # (B, h, L, d_h)
         scores = q @ k.transpose(-2, -1) / (d // self.num_heads) ** 0.5  # (B, h, L, L)
         attn = masked_softmax(scores, allowed.unsqueeze(1), dim=-1)  # (B, h, L, L)
         y = self.dropout(attn) @ v  # (B, h, L, d_h)
-        y = y.transpose(1, 2).reshape(b, length, d)  # (B, L, D)
-        return self.dropout(self.proj(y))  # (B, L, D)
+        return y.transpose(1, 2).reshape(b, length, d)  # (B, L, D)
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
-        """``x (B, L, D)``, ``allowed (B, L, L)`` bool -> ``(B, L, D)``."""
-        x = x + self.attention(self.ln1(x), allowed)  # (B, L, D)
-        return x + self.dropout(self.ffn(self.ln2(x)))  # (B, L, D)
+    def attention(self, x: Tensor, allowed: Tensor) -> Tensor:
+        """``x (B, L, D)``, ``allowed (B, L, L)`` bool (query, key) -> ``(B, L, D)``."""
+        return self.dropout(self.proj(self._attend(self.qkv(x), allowed)))  # (B, L, D)
+
+    def forward(self, x: Tensor, allowed: Tensor, packed: PackedPositions | None = None) -> Tensor:
+        """``x (B, L, D)``, ``allowed (B, L, L)`` bool -> ``(B, L, D)``.
+
+        With ``packed``, ``x`` is ``(n, D)``: only the real positions, as
+        :meth:`PackedPositions.pack` gives them, and so is the result. Every position-wise
+        part (layer norms, projections, feed-forward, dropout) then runs on the n real
+        positions only; the attention unpacks queries, keys and values to ``(B, L, .)``
+        (zeros at padding, which ``allowed`` must exclude as keys). The real positions' outputs
+        are those of the padded call (up to float rounding; dropout draws differ)."""
+        if packed is None:
+            x = x + self.attention(self.ln1(x), allowed)  # (B, L, D)
+            return x + self.dropout(self.ffn(self.ln2(x)))  # (B, L, D)
+        y = self._attend(packed.unpack(self.qkv(self.ln1(x))), allowed)  # (B, L, D)
+        x = x + self.dropout(self.proj(packed.pack(y)))  # (n, D)
+        return x + self.dropout(self.ffn(self.ln2(x)))  # (n, D)
+
+
+@attrs.frozen
+class PackedPositions:
+    """The real positions of a ``(B, L)`` batch, to run position-wise layers on them only.
+
+    Build it with :meth:`from_mask`; :meth:`pack` takes ``(B, L, C) -> (n, C)`` (the real
+    positions, row-major), :meth:`unpack` puts ``(n, C)`` back into ``(B, L, C)`` with zeros
+    at padding. Both are differentiable."""
+
+    index: Tensor  # (n,) flat indices into B * L
+    batch: int
+    length: int
+
+    @classmethod
+    def from_mask(cls, mask: Tensor) -> PackedPositions:
+        """``mask (B, L)`` bool, True at real positions."""
+        b, length = mask.shape
+        return cls(mask.reshape(-1).nonzero().squeeze(1), b, length)
+
+    @property
+    def rows(self) -> Tensor:
+        """``(n,)``: the batch row of each real position."""
+        return torch.div(self.index, self.length, rounding_mode="floor")
+
+    def causal_keys(self, mask: Tensor) -> Tensor:
+        """``(n, L)`` bool: the real positions each real position may attend to (its row's
+        real positions up to itself), for attention with packed queries; ``mask (B, L)``."""
+        positions = self.index - self.rows * self.length  # (n,)
+        keys = torch.arange(self.length, device=mask.device)  # (L,)
+        return (keys.unsqueeze(0) <= positions.unsqueeze(1)) & mask.index_select(0, self.rows)
+
+    def pack(self, x: Tensor) -> Tensor:
+        """``(B, L, C) -> (n, C)``."""
+        return x.reshape(self.batch * self.length, -1).index_select(0, self.index)
+
+    def unpack(self, x: Tensor) -> Tensor:
+        """``(n, C) -> (B, L, C)``, zeros at padding."""
+        out = x.new_zeros(self.batch * self.length, x.shape[-1])
+        return out.index_copy(0, self.index, x).reshape(self.batch, self.length, -1)
 
 
 def _root(name: str, by_name: Mapping[str, Feature]) -> str:

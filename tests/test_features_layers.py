@@ -18,6 +18,7 @@ from rechub_core.layers import (
     MLP,
     CausalSelfAttentionBlock,
     EmbeddingLayer,
+    PackedPositions,
     causal_mask,
     gather_last,
     l2_normalize,
@@ -464,6 +465,32 @@ def test_attention_block_is_causal_and_ignores_padding(init: str) -> None:
     out2 = block(changed, allowed)
     assert_close(out2[:, :3], out[:, :3])
     assert torch.isfinite(block(x, torch.zeros(2, 5, 5, dtype=torch.bool))).all()  # no NaN
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=5), seed=st.integers(0, 99))
+def test_packed_positions_give_the_padded_results_at_real_positions(
+    lengths: list[int], seed: int
+) -> None:
+    torch.manual_seed(seed)
+    b, length = len(lengths), max(lengths)
+    mask = torch.arange(length).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)  # (B, L)
+    packed = PackedPositions.from_mask(mask)
+    x = torch.randn(b, length, 8)
+    assert packed.pack(x).shape == (sum(lengths), 8)
+    unpacked = packed.unpack(packed.pack(x))
+    assert torch.equal(unpacked[mask], x[mask]) and not unpacked[~mask].any()
+    allowed = causal_mask(length).unsqueeze(0) & mask.unsqueeze(1)  # (B, L, L)
+    assert torch.equal(packed.causal_keys(mask), allowed[mask])  # per real query, its keys
+    assert torch.equal(packed.rows, mask.nonzero()[:, 0])
+    block = CausalSelfAttentionBlock(8, 2, 16, dropout=0.0).eval()
+    padded = block(block(x, allowed), allowed)  # (B, L, D)
+    h = block(block(packed.pack(x), allowed, packed), allowed, packed)  # (n, D)
+    assert_close(packed.unpack(h)[mask], padded[mask])
+    # gradients reach the real inputs only
+    x.requires_grad_(True)
+    block(packed.pack(x), allowed, packed).sum().backward()
+    assert x.grad is not None and not x.grad[~mask].any() and x.grad[mask].abs().sum() > 0
 
 
 def test_attention_block_inits_and_arguments():

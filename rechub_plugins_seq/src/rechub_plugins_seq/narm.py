@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from rechub_core.features import Feature
 from rechub_core.history import renamed_keywords
-from rechub_core.layers import causal_mask, gather_last
+from rechub_core.layers import PackedPositions, gather_last
 from rechub_plugins_seq.base import SequentialModel, StepEncoder
 
 
@@ -61,26 +61,30 @@ class NARMEncoder(StepEncoder):
         self.ct_dropout = nn.Dropout(dropout)
         self.out = nn.Linear(2 * hidden_size, d, bias=False)
 
-    def _combine(self, h: Tensor, c_global: Tensor, allowed: Tensor) -> Tensor:
-        """States ``h (B, L, H)``, queries ``c_global (B, T, H)``, ``allowed (B, T, L)`` ->
-        ``(B, T, D)``: each query's global state with its attention-pooled local state."""
-        q = self.a1(c_global).unsqueeze(2)  # (B, T, 1, H)
-        alpha = self.v(torch.sigmoid(q + self.a2(h).unsqueeze(1))).squeeze(-1)  # (B, T, L)
-        alpha = alpha * allowed.to(alpha.dtype)  # (B, T, L): padding (and the future) do not count
-        c_local = alpha @ h  # (B, T, H)
-        c = self.ct_dropout(torch.cat([c_global, c_local], dim=-1))  # (B, T, 2H)
-        return self.out(c)  # (B, T, D)
+    def _combine(self, h: Tensor, keys: Tensor, c_global: Tensor, allowed: Tensor) -> Tensor:
+        """Per query: the states it reads ``h (Q, L, H)`` and their keys ``a2(h) (Q, L, H)``,
+        its global state ``c_global (Q, H)`` and ``allowed (Q, L)`` -> ``(Q, D)``: the global
+        state with its attention-pooled local state."""
+        q = self.a1(c_global).unsqueeze(1)  # (Q, 1, H)
+        alpha = self.v(torch.sigmoid(q + keys)).squeeze(-1)  # (Q, L)
+        alpha = alpha * allowed.to(alpha.dtype)  # (Q, L): padding (and the future) do not count
+        c_local = (alpha.unsqueeze(1) @ h).squeeze(1)  # (Q, H)
+        c = self.ct_dropout(torch.cat([c_global, c_local], dim=-1))  # (Q, 2H)
+        return self.out(c)  # (Q, D)
 
     def encode(self, emb: Tensor, mask: Tensor) -> Tensor:
         h, _ = self.gru(self.emb_dropout(emb))  # (B, L, H)
-        c_global = gather_last(h, mask).unsqueeze(1)  # (B, 1, H)
-        return self._combine(h, c_global, mask.unsqueeze(1)).squeeze(1)  # (B, D)
+        return self._combine(h, self.a2(h), gather_last(h, mask), mask)  # (B, D)
 
     def states(self, emb: Tensor, mask: Tensor) -> Tensor:
         h, _ = self.gru(self.emb_dropout(emb))  # (B, L, H)
-        length = h.shape[1]
-        allowed = causal_mask(length, h.device).unsqueeze(0) & mask.unsqueeze(1)  # (B, L, L)
-        return self._combine(h, h, allowed)  # (B, L, D)
+        # one query per real position (not B x L: most of a batch is padding), each reading
+        # its own row's states up to itself
+        packed = PackedPositions.from_mask(mask)
+        rows = packed.rows
+        h_rows, keys = h.index_select(0, rows), self.a2(h).index_select(0, rows)  # (n, L, H)
+        out = self._combine(h_rows, keys, packed.pack(h), packed.causal_keys(mask))  # (n, D)
+        return packed.unpack(out)  # (B, L, D), zeros at padding
 
 
 class NARM(SequentialModel):

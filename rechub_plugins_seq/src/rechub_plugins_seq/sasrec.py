@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from rechub_core.features import Feature
 from rechub_core.history import renamed_keywords
-from rechub_core.layers import CausalSelfAttentionBlock, causal_mask
+from rechub_core.layers import CausalSelfAttentionBlock, PackedPositions, causal_mask
 from rechub_plugins_seq.base import SequentialModel, StepEncoder
 
 
@@ -66,11 +66,14 @@ class SASRecEncoder(StepEncoder):
         length = emb.shape[1]
         pos = torch.arange(length, device=emb.device)  # (L,): compacted, so from the oldest kept
         x = emb * emb.shape[-1] ** 0.5 + self.position(pos).unsqueeze(0)  # (B, L, D)
-        x = self.emb_dropout(x) * mask.unsqueeze(-1).to(x.dtype)  # (B, L, D)
         allowed = causal_mask(length, emb.device).unsqueeze(0) & mask.unsqueeze(1)  # (B, L, L)
+        # position-wise layers run on the real positions only (most of a batch is padding:
+        # histories are short and the batch is as long as its longest); padding is never a key
+        packed = PackedPositions.from_mask(mask)
+        h = self.emb_dropout(packed.pack(x))  # (n, D)
         for block in self.blocks:
-            x = block(x, allowed)
-        return self.ln_f(x)  # (B, L, D)
+            h = block(h, allowed, packed)  # (n, D)
+        return packed.unpack(self.ln_f(h))  # (B, L, D), zeros at padding
 
 
 class SASRec(SequentialModel):

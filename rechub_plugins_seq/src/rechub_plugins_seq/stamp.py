@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from rechub_core.features import Feature
 from rechub_core.history import renamed_keywords
-from rechub_core.layers import causal_mask, gather_last, masked_mean
+from rechub_core.layers import PackedPositions, gather_last, masked_mean
 from rechub_plugins_seq.base import SequentialModel, StepEncoder
 
 
@@ -54,30 +54,38 @@ class STAMPEncoder(StepEncoder):
         self.mlp_a = nn.Linear(d, d)
         self.mlp_b = nn.Linear(d, d)
 
-    def _combine(self, x: Tensor, m_t: Tensor, m_s: Tensor, allowed: Tensor) -> Tensor:
-        """Memory ``x (B, L, D)``; per query the last click ``m_t (B, T, D)`` and memory mean
-        ``m_s (B, T, D)``; ``allowed (B, T, L)`` -> ``(B, T, D)``."""
-        query = (self.w2(m_t) + self.w3(m_s)).unsqueeze(2)  # (B, T, 1, H)
-        alpha = self.w0(torch.sigmoid(self.w1(x).unsqueeze(1) + query)).squeeze(-1)  # (B, T, L)
-        alpha = alpha * allowed.to(alpha.dtype)  # (B, T, L)
-        m_a = alpha @ x  # (B, T, D)
-        h_s = torch.tanh(self.mlp_a(m_a))  # (B, T, D)
-        h_t = torch.tanh(self.mlp_b(m_t))  # (B, T, D)
-        return h_s * h_t  # (B, T, D)
+    def _combine(
+        self, x: Tensor, keys: Tensor, m_t: Tensor, m_s: Tensor, allowed: Tensor
+    ) -> Tensor:
+        """Per query: the memory it reads ``x (Q, L, D)`` and its keys ``w1(x) (Q, L, H)``,
+        its last click ``m_t (Q, D)``, its memory mean ``m_s (Q, D)`` and ``allowed (Q, L)``
+        -> ``(Q, D)``."""
+        query = (self.w2(m_t) + self.w3(m_s)).unsqueeze(1)  # (Q, 1, H)
+        alpha = self.w0(torch.sigmoid(keys + query)).squeeze(-1)  # (Q, L)
+        alpha = alpha * allowed.to(alpha.dtype)  # (Q, L)
+        m_a = (alpha.unsqueeze(1) @ x).squeeze(1)  # (Q, D)
+        h_s = torch.tanh(self.mlp_a(m_a))  # (Q, D)
+        h_t = torch.tanh(self.mlp_b(m_t))  # (Q, D)
+        return h_s * h_t  # (Q, D)
 
     def encode(self, emb: Tensor, mask: Tensor) -> Tensor:
         x = self.dropout(emb)  # (B, L, D)
-        m_t = gather_last(x, mask).unsqueeze(1)  # (B, 1, D): the last click
-        m_s = masked_mean(x, mask).unsqueeze(1)  # (B, 1, D): the memory's mean
-        return self._combine(x, m_t, m_s, mask.unsqueeze(1)).squeeze(1)  # (B, D)
+        m_t = gather_last(x, mask)  # (B, D): the last click
+        m_s = masked_mean(x, mask)  # (B, D): the memory's mean
+        return self._combine(x, self.w1(x), m_t, m_s, mask)  # (B, D)
 
     def states(self, emb: Tensor, mask: Tensor) -> Tensor:
         x = self.dropout(emb)  # (B, L, D)
         count = mask.to(x.dtype).cumsum(dim=1).clamp(min=1.0).unsqueeze(-1)  # (B, L, 1)
         m_s = x.cumsum(dim=1) / count  # (B, L, D): mean of each prefix (real items come first)
-        length = x.shape[1]
-        allowed = causal_mask(length, x.device).unsqueeze(0) & mask.unsqueeze(1)  # (B, L, L)
-        return self._combine(x, x, m_s, allowed)  # (B, L, D)
+        # one query per real position (not B x L: most of a batch is padding), each reading
+        # its own row's memory up to itself
+        packed = PackedPositions.from_mask(mask)
+        rows = packed.rows
+        memory, keys = x.index_select(0, rows), self.w1(x).index_select(0, rows)  # (n, L, .)
+        m_t, m_s = packed.pack(x), packed.pack(m_s)  # (n, D): each query's last click, mean
+        out = self._combine(memory, keys, m_t, m_s, packed.causal_keys(mask))  # (n, D)
+        return packed.unpack(out)  # (B, L, D), zeros at padding
 
 
 class STAMP(SequentialModel):
