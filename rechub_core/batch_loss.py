@@ -52,6 +52,7 @@ class BatchLossMixin:
     loss_fn: CandidateLoss
     mode: int
     gather_negatives: bool
+    logits_dtype: torch.dtype
     dist: Any
     _last_batch_targets: int
 
@@ -119,7 +120,7 @@ class BatchLossMixin:
         """Loss of users ``(B, D)`` / ``(B, K, D)`` against candidates ``cand`` (``(C,)``
         shared or ``(B, C)`` per row) with vectors ``(C, D)`` / ``(B, C, D)``."""
         model = self.model
-        logits = model.logits(user, item_vectors, target)  # (B, C)
+        logits = self._logits(user, item_vectors, target)  # (B, C)
         log_q = None
         if self.loss_fn.uses_log_q:
             log_q = self.sampler.log_q(cand).to(self.device)
@@ -128,6 +129,15 @@ class BatchLossMixin:
         loss = self.loss_fn(logits, target, valid, log_q)
         reg = model.regularization()
         return loss if reg is None else loss + reg
+
+    def _logits(self, user: Tensor, items: Tensor, target: Tensor | None = None) -> Tensor:
+        """``model.logits`` ``(B, C)``, float32; against candidates shared by the batch
+        (``items (C, D)``) computed in ``self.logits_dtype`` (the one large product of a
+        full softmax or shared negatives; per-row candidates stay float32)."""
+        dtype = self.logits_dtype
+        if dtype == torch.float32 or items.dim() != 2:
+            return self.model.logits(user, items, target)
+        return self.model.logits(user.to(dtype), items.to(dtype), target).float()
 
     def _shared_negatives_loss(
         self, user: Tensor, pos: Tensor, neg_ids: Tensor, loader: BatchLoader
@@ -142,7 +152,7 @@ class BatchLossMixin:
         b = pos.shape[0]
         vectors = self._encode_distinct(loader, torch.cat([pos, neg_ids]))  # (B + n, D)
         pos_logit = self.model.logits(user, vectors[:b].unsqueeze(1))  # (B, 1)
-        neg_logits = self.model.logits(user, vectors[b:])  # (B, n)
+        neg_logits = self._logits(user, vectors[b:])  # (B, n)
         neg_log_q = self.sampler.log_q(neg_ids).to(self.device) if self.loss_fn.uses_log_q else None
         logits, target, valid, log_q = shared_negative_logits(
             pos_logit, neg_logits, pos, neg_ids, neg_log_q

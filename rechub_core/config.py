@@ -22,6 +22,9 @@ import tomli_w
 from rechub_core.errors import ConfigError
 from rechub_core.io import write_text
 
+#: the values of ``[train] logits_dtype`` (:func:`rechub_core.trainer.resolve_logits_dtype`)
+LOGITS_DTYPES = ("auto", "float32", "bfloat16")
+
 
 class _RangeError(ValueError):
     """A value of the right type outside its allowed range."""
@@ -40,6 +43,14 @@ def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None
 def _device(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, str) or re.fullmatch(r"cpu|cuda(:[0-9]+)?", value) is None:
         raise _RangeError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+
+
+def _logits_dtype(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in LOGITS_DTYPES:
+        raise _RangeError(
+            f"logits_dtype must be one of {', '.join(repr(v) for v in LOGITS_DTYPES)}, got "
+            f"{value!r}"
+        )
 
 
 def _mode(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -107,6 +118,10 @@ class TrainConfig:
             (item vectors all-gathered); no effect in one process.
         threads: intra-op threads per process; None picks them from the cores this process
             may use and the machine's load (:mod:`rechub_core.threads`), logged at the start.
+        logits_dtype: precision of the training scores against candidates shared by the
+            batch (a full softmax's catalogue, shared negatives): "auto" (bfloat16 on a CPU
+            with native bfloat16 matrix products, float32 elsewhere; logged), "float32" or
+            "bfloat16" (:func:`rechub_core.trainer.resolve_logits_dtype`).
     """
 
     mode: int | None = attrs.field(default=None, validator=_mode)
@@ -122,6 +137,7 @@ class TrainConfig:
     device: str = attrs.field(default="cpu", validator=_device)
     gather_negatives: bool = False
     threads: int | None = attrs.field(default=None, validator=_positive)
+    logits_dtype: str = attrs.field(default="auto", validator=_logits_dtype)
 
 
 @attrs.frozen

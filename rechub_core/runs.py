@@ -130,6 +130,7 @@ def build_trainer(
     verbose: bool = False,
     gather_negatives: bool = False,
     threads: int | str | None = "auto",
+    logits_dtype: str = "auto",
 ) -> MatchTrainer:
     """A :class:`MatchTrainer` configured by ``settings`` (loss, sampler, optimiser, epochs)."""
     loss = create("loss", settings.loss, **settings.loss_params) if settings.loss else None
@@ -145,6 +146,7 @@ def build_trainer(
         verbose=verbose,
         gather_negatives=gather_negatives,
         threads=threads,
+        logits_dtype=logits_dtype,
     )
 
 
@@ -331,6 +333,7 @@ def _train_into(
         verbose=verbose,
         gather_negatives=cfg.train.gather_negatives,
         threads=cfg.train.threads or "auto",
+        logits_dtype=cfg.train.logits_dtype,
     )
     history = trainer.fit(train_dl, val_dl, resume=resume)
     if not ctx.is_main:  # rank 0 evaluates and writes the run folder
@@ -347,6 +350,7 @@ def _train_into(
             "test": metrics,
             "mostpop_test": mostpop,
             "best_epoch": trainer.best_epoch,
+            "logits_dtype": str(trainer.logits_dtype).removeprefix("torch."),
             "history": history,
             "settings": attrs.asdict(settings),
         },

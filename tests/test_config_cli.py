@@ -131,6 +131,11 @@ def test_out_of_range_value_says_which_field_and_why():
     with pytest.raises(ConfigError) as err:
         config_from_dict({"model": {"name": "DSSM"}, "train": {"lr": -1.0}})
     assert "lr must be > 0, got -1.0" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"model": {"name": "DSSM"}, "train": {"logits_dtype": "float16"}})
+    assert "logits_dtype must be one of 'auto', 'float32', 'bfloat16', got 'float16'" in str(
+        err.value
+    )
 
 
 def test_missing_and_unparsable_files(tmp_path: Path):

@@ -393,3 +393,38 @@ def test_lr_decays_after_epochs_without_improvement_and_survives_resume(
     for bad in (0.0, 1.5):
         with pytest.raises(InputError, match="lr_decay must lie in"):
             attrs.evolve(settings, lr_decay=bad)
+
+
+def test_logits_dtype_is_resolved_checked_and_bfloat16_scores_track_float32(
+    synthetic: PreparedData, tmp_path: Path
+) -> None:
+    """The shared-candidate scores of training run in bfloat16 where asked (or by "auto" on a
+    CPU that multiplies it natively): the loss stays float32 and within bfloat16 rounding of
+    the float32 loss, the gradients are float32, and a bad value is named."""
+    from rechub_core.trainer import resolve_logits_dtype
+
+    cpu = torch.device("cpu")
+    assert resolve_logits_dtype("float32", cpu)[0] == torch.float32
+    assert resolve_logits_dtype("bfloat16", cpu)[0] == torch.bfloat16
+    assert resolve_logits_dtype("auto", torch.device("meta")) == (torch.float32, "auto: meta")
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert resolve_logits_dtype("auto", cpu)[0] == (torch.bfloat16 if native else torch.float32)
+    with pytest.raises(InputError, match="logits_dtype must be one of 'auto', 'float32'"):
+        resolve_logits_dtype("float16", cpu)
+    train, _, _ = loaders_from_prepared(synthetic, batch_size=256)
+    batch = next(iter(train))
+    losses, grads = {}, {}
+    for name in ("float32", "bfloat16"):
+        trainer = trainer_for(small_model(synthetic), tmp_path / name, logits_dtype=name)
+        trainer.sampler.bind(train.n_items, train.item_counts)
+        loss = trainer.batch_loss(batch, train, torch.Generator().manual_seed(0))
+        loss.backward()
+        losses[name] = loss.item()
+        grads[name] = torch.cat(
+            [p.grad.reshape(-1) for p in trainer.model.parameters() if p.grad is not None]
+        )
+        assert loss.dtype == torch.float32 and grads[name].dtype == torch.float32
+    assert losses["bfloat16"] != losses["float32"]  # it did run in bfloat16
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=1e-2)
+    cosine = torch.nn.functional.cosine_similarity(grads["float32"], grads["bfloat16"], dim=0)
+    assert cosine > 0.99
