@@ -92,6 +92,7 @@ def _case(path: Path, gather: bool = True) -> tuple[MatchTrainer, BatchLoader, B
         seed=7,
         verbose=False,
         gather_negatives=gather,
+        logits_dtype="float32",  # one process vs two are compared to 1e-4: no bfloat16 rounding
     )
     return trainer, train, val
 
