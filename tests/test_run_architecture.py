@@ -44,10 +44,10 @@ def test_describe_records_defaults_of_the_model_and_every_tower() -> None:
     assert encoder["class"] == "SASRecEncoder"
     # the given value and the defaults the user never wrote, as the encoder received them
     assert encoder["args"]["num_heads"] == 2
-    assert encoder["args"]["hidden_size"] == 128 and encoder["args"]["dropout"] == 0.2
+    assert encoder["args"]["hidden_size"] == 256 and encoder["args"]["dropout"] == 0.3
     # feature definitions are described field by field (a changed table width shows)
     item = arch["item_tower"]["args"]["item_feature"]
-    assert item["type"] == "SparseFeature" and item["embed_dim"] == 64
+    assert item["type"] == "SparseFeature" and item["embed_dim"] == 128
     assert json.loads(json.dumps(arch)) == arch  # plain data
     assert differences(arch, arch) == []
     other = describe(build_model(get_spec("model", "SASRec"), _schema(), {"num_heads": 4}))

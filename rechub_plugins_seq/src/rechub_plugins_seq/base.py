@@ -140,6 +140,9 @@ class SequentialModel(TwoTowerModel):
     """
 
     supported_modes = (0, 1, 2)
+    #: D of :meth:`from_schema` (``rechub train``): 64, the field's usual width (on
+    #: Toys_and_Games it beat 32); SASRec's is 128 (``benchmarks/results/defaults.md``)
+    default_embed_dim: ClassVar[int] = 64
     #: the encoder class this model wraps
     encoder_class: ClassVar[type[SequenceEncoder]]
 
@@ -171,10 +174,11 @@ class SequentialModel(TwoTowerModel):
 
     @classmethod
     @renamed_keywords(embedding_dim="embed_dim")
-    def from_schema(cls, schema: DataSchema, embed_dim: int = 64, **params: Any) -> Any:
+    def from_schema(cls, schema: DataSchema, embed_dim: int | None = None, **params: Any) -> Any:
         """The model over the data set's ordered history (sharing the item id table), D =
-        ``embed_dim`` (64, the field's usual width: on Toys_and_Games it beat 32); ``params``
-        go to the model (and through it to its encoder)."""
+        ``embed_dim`` (default :attr:`default_embed_dim`); ``params`` go to the model (and
+        through it to its encoder)."""
+        embed_dim = cls.default_embed_dim if embed_dim is None else embed_dim
         params.setdefault("max_len", schema.max_len)
         user = [schema.history(embed_dim, pooling=None)]
         return cls(user, [schema.item_id(embed_dim)], **params)

@@ -46,8 +46,8 @@ class SASRecEncoder(StepEncoder):
         embed_dim: int | None = None,
         num_heads: int = 4,
         num_layers: int = 2,
-        hidden_size: int = 128,
-        dropout: float = 0.2,
+        hidden_size: int = 256,
+        dropout: float = 0.3,
         max_len: int = 50,
         normalize: bool = False,
     ) -> None:
@@ -88,3 +88,6 @@ class SASRec(SequentialModel):
 
     encoder_class = SASRecEncoder
     trains_on_sequences = True
+    #: width 128 with a 256-wide feed-forward and dropout 0.3 beat width 64 / 128 / 0.2 on the
+    #: validation splits of Sports (NDCG@10 0.0401 vs 0.0390) and Toys (0.0740 vs 0.0718)
+    default_embed_dim = 128
