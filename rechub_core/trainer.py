@@ -150,9 +150,10 @@ def resolve_logits_dtype(value: str, device: torch.device) -> tuple[torch.dtype,
     ``"auto"``: bfloat16 on a CPU whose matrix products run natively in it (AVX512-BF16 or
     AMX: ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``), float32 on other CPUs and on
     CUDA. The scores are products of float32 vectors rounded to bfloat16 (8-bit mantissa)
-    and summed in float32, then the loss runs in float32: on this project's 2-core AMD EPYC
-    a SASRec epoch on Toys_and_Games (11,924 items) took 1.38x less time with the same
-    losses to 3 digits and the same validation NDCG@10 (``benchmarks/results/scale.md``).
+    and summed in float32, then the loss runs in float32. On this project's 2-core AMD EPYC
+    (AVX512-BF16) a SASRec epoch on Toys_and_Games (11,924 items) ran 1.38x faster with the
+    same losses to 3 digits, and validation NDCG@10 stayed within 0.001 of float32's epoch by
+    epoch (``benchmarks/results/defaults.md``, session 8).
     """
     if value not in LOGITS_DTYPES:
         raise InputError(
