@@ -23,6 +23,12 @@ from rechub_core.samplers import NegativeSample, Sampler
 
 __all__ = ["SEQUENCE_COLUMN", "BatchLossMixin", "distinct_ids"]
 
+#: the fewest shared candidates whose training scores run in ``logits_dtype`` (bfloat16):
+#: below it the product is too small to gain (DSSM / ComirecSA with 512 shared negatives on
+#: Toys: 3.5 / 5.3 s an epoch in bfloat16 against 3.8 / 5.4 s, validation NDCG@10 0.0381 /
+#: 0.0520 against 0.0383 / 0.0531, session 8), while a full softmax over 11,924 items gains 1.38x
+LOW_PRECISION_MIN_CANDIDATES = 4096
+
 #: the batch column of per-user training sequences ``(U, L + 1)`` (``PreparedData.train_sequences``)
 SEQUENCE_COLUMN = "seq_item_id"
 
@@ -131,11 +137,16 @@ class BatchLossMixin:
         return loss if reg is None else loss + reg
 
     def _logits(self, user: Tensor, items: Tensor, target: Tensor | None = None) -> Tensor:
-        """``model.logits`` ``(B, C)``, float32; against candidates shared by the batch
-        (``items (C, D)``) computed in ``self.logits_dtype`` (the one large product of a
-        full softmax or shared negatives; per-row candidates stay float32)."""
+        """``model.logits`` ``(B, C)``, float32; against at least
+        :data:`LOW_PRECISION_MIN_CANDIDATES` candidates shared by the batch (``items (C, D)``:
+        a full softmax's catalogue) computed in ``self.logits_dtype``; smaller products (512
+        shared negatives) and per-row candidates stay float32."""
         dtype = self.logits_dtype
-        if dtype == torch.float32 or items.dim() != 2:
+        if (
+            dtype == torch.float32
+            or items.dim() != 2
+            or items.shape[0] < LOW_PRECISION_MIN_CANDIDATES
+        ):
             return self.model.logits(user, items, target)
         return self.model.logits(user.to(dtype), items.to(dtype), target).float()
 

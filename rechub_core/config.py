@@ -118,8 +118,8 @@ class TrainConfig:
             (item vectors all-gathered); no effect in one process.
         threads: intra-op threads per process; None picks them from the cores this process
             may use and the machine's load (:mod:`rechub_core.threads`), logged at the start.
-        logits_dtype: precision of the training scores against candidates shared by the
-            batch (a full softmax's catalogue, shared negatives): "auto" (bfloat16 on a CPU
+        logits_dtype: precision of the training scores against 4,096 or more candidates
+            shared by the batch (a full softmax's catalogue): "auto" (bfloat16 on a CPU
             with native bfloat16 matrix products, float32 elsewhere; logged), "float32" or
             "bfloat16" (:func:`rechub_core.trainer.resolve_logits_dtype`).
     """

@@ -216,8 +216,9 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
             ``rechub_core.optim.SPARSE_MIN_ROWS`` (50,000) rows. Only with the default
             ``optimizer_fn`` (Adam).
         logits_dtype: precision of the training scores against candidates shared by the
-            batch (a full softmax's catalogue, shared negatives; the loss itself, per-row
-            candidates and all evaluation stay float32): "auto", "float32" or "bfloat16", see
+            batch, at least ``batch_loss.LOW_PRECISION_MIN_CANDIDATES`` (4,096) of them (a
+            full softmax's catalogue; the loss itself, smaller products, per-row candidates
+            and all evaluation stay float32): "auto", "float32" or "bfloat16", see
             :func:`resolve_logits_dtype`. Resolved here (``self.logits_dtype``) and logged.
         settings: a :class:`~rechub_core.specs.TrainSettings` instead of ``mode``,
             ``n_epoch``, ``earlystop_patience``, ``optimizer_params`` and

@@ -396,11 +396,12 @@ def test_lr_decays_after_epochs_without_improvement_and_survives_resume(
 
 
 def test_logits_dtype_is_resolved_checked_and_bfloat16_scores_track_float32(
-    synthetic: PreparedData, tmp_path: Path
+    synthetic: PreparedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The shared-candidate scores of training run in bfloat16 where asked (or by "auto" on a
-    CPU that multiplies it natively): the loss stays float32 and within bfloat16 rounding of
-    the float32 loss, the gradients are float32, and a bad value is named."""
+    CPU that multiplies it natively) against catalogues of LOW_PRECISION_MIN_CANDIDATES or
+    more: the loss stays float32 and within bfloat16 rounding of the float32 loss, the
+    gradients are float32, and a bad value is named."""
     from rechub_core.trainer import resolve_logits_dtype
 
     cpu = torch.device("cpu")
@@ -411,8 +412,22 @@ def test_logits_dtype_is_resolved_checked_and_bfloat16_scores_track_float32(
     assert resolve_logits_dtype("auto", cpu)[0] == (torch.bfloat16 if native else torch.float32)
     with pytest.raises(InputError, match="logits_dtype must be one of 'auto', 'float32'"):
         resolve_logits_dtype("float16", cpu)
+    from rechub_core import batch_loss
+
     train, _, _ = loaders_from_prepared(synthetic, batch_size=256)
     batch = next(iter(train))
+    assert train.n_items < batch_loss.LOW_PRECISION_MIN_CANDIDATES
+    small = [
+        trainer_for(small_model(synthetic), tmp_path / f"s{name}", logits_dtype=name)
+        for name in ("float32", "bfloat16")
+    ]
+    for trainer in small:
+        trainer.sampler.bind(train.n_items, train.item_counts)
+    # a catalogue below the bound is scored in float32 whatever the setting: the same loss
+    assert [t.batch_loss(batch, train, torch.Generator().manual_seed(0)).item() for t in small] == [
+        small[0].batch_loss(batch, train, torch.Generator().manual_seed(0)).item()
+    ] * 2
+    monkeypatch.setattr(batch_loss, "LOW_PRECISION_MIN_CANDIDATES", 1)
     losses, grads = {}, {}
     for name in ("float32", "bfloat16"):
         trainer = trainer_for(small_model(synthetic), tmp_path / name, logits_dtype=name)
