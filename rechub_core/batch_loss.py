@@ -59,6 +59,9 @@ class BatchLossMixin:
     mode: int
     gather_negatives: bool
     logits_dtype: torch.dtype
+    #: set once a training step scored its candidates in ``logits_dtype`` (below the bound
+    #: every product stays float32, whatever the setting)
+    scored_low_precision: bool = False
     dist: Any
     _last_batch_targets: int
 
@@ -148,6 +151,7 @@ class BatchLossMixin:
             or items.shape[0] < LOW_PRECISION_MIN_CANDIDATES
         ):
             return self.model.logits(user, items, target)
+        self.scored_low_precision = True
         return self.model.logits(user.to(dtype), items.to(dtype), target).float()
 
     def _shared_negatives_loss(

@@ -350,7 +350,10 @@ def _train_into(
             "test": metrics,
             "mostpop_test": mostpop,
             "best_epoch": trainer.best_epoch,
-            "logits_dtype": str(trainer.logits_dtype).removeprefix("torch."),
+            # what the scores were computed in, not the setting: float32 below the bound
+            "logits_dtype": str(
+                trainer.logits_dtype if trainer.scored_low_precision else torch.float32
+            ).removeprefix("torch."),
             "history": history,
             "settings": attrs.asdict(settings),
         },

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from rechub_core import distributed
-from rechub_core.batch_loss import SEQUENCE_COLUMN, BatchLossMixin
+from rechub_core.batch_loss import LOW_PRECISION_MIN_CANDIDATES, SEQUENCE_COLUMN, BatchLossMixin
 from rechub_core.checkpoints import (
     FORMAT_VERSION,
     CheckpointMixin,
@@ -297,7 +297,10 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
         self.logits_dtype, why = resolve_logits_dtype(logits_dtype, self.device)
         if verbose and self.dist.is_main:
             log.info(
-                "training scores in %s (%s)", str(self.logits_dtype).removeprefix("torch."), why
+                "training scores against >= %d shared candidates in %s (%s); float32 below",
+                LOW_PRECISION_MIN_CANDIDATES,
+                str(self.logits_dtype).removeprefix("torch."),
+                why,
             )
         self.model_path = ensure_writable_dir(model_path)
         self.seed = seed
