@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_run_integrity import TINY  # the same tiny DSSM run
 
 from rechub_core.architecture import describe, differences
 from rechub_core.config import config_from_dict
@@ -20,15 +21,6 @@ from rechub_core.runs import ARCHITECTURE_FILE, build_model, load_run, train_run
 from rechub_core.schema import DataSchema
 from rechub_core.synthetic import synthetic_interactions
 from rechub_plugins_dssm.dssm import DSSM
-
-TINY = {
-    "model": {
-        "name": "DSSM",
-        "params": {"embed_dim": 8, "user_params": {"dims": [16]}, "item_params": {"dims": [16]}},
-    },
-    "data": {"source": "synthetic", "synthetic_users": 60, "synthetic_items": 40, "max_len": 10},
-    "train": {"epochs": 1, "batch_size": 64, "seed": 1},
-}
 
 
 def _schema() -> DataSchema:
