@@ -38,7 +38,7 @@ bench: install
 # issue #15: 12 models x {MovieLens-100K, Sports, Toys, Yelp} + MostPop, 1 thread, resumable
 # (trains only the cells benchmarks/results/standard.json lacks); see benchmarks/README.md
 bench-standard: install
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.standard --resume --threads 1 --jobs 1
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.standard --resume --threads 1 --jobs 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
