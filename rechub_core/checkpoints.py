@@ -113,10 +113,15 @@ def load_weights(model: MatchModel, payload: Mapping[str, Any], source: Any = ""
     extra = sorted(set(state) - set(mine))
     wrong = sorted(k for k in set(mine) & set(state) if mine[k].shape != state[k].shape)
     if missing or extra or wrong:
+        shapes = ", ".join(
+            f"{k} saved {tuple(state[k].shape)} built {tuple(mine[k].shape)}" for k in wrong[:3]
+        )
         raise CheckpointError(
             f"{source} does not fit {type(model).__name__}: missing {missing[:3]}, unexpected "
-            f"{extra[:3]}, shape mismatch {wrong[:3]}; was it trained with other features or "
-            "another version?"
+            f"{extra[:3]}, shape mismatch [{shapes}]; it was trained with other features or "
+            "other model arguments (a width such as embed_dim, a default that changed since): "
+            "give the trained values in [model.params] of the run's config.toml, install the "
+            "version that trained it, or retrain"
         )
     model.load_state_dict(state)
 

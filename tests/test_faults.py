@@ -154,8 +154,9 @@ def test_checkpoints_of_another_model_or_format_name_both_sides(tmp_path: Path) 
     message = str(err.value)
     assert "format 99" in message and "9.9.9" in message
     assert f"format {FORMAT_VERSION}" in message and __version__ in message
-    with pytest.raises(CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError, match="does not fit") as err:
         load_weights(_tiny(dim=8), payload, "model.pt")
+    assert "saved (" in str(err.value) and "[model.params]" in str(err.value)
     # a checkpoint written from a DistributedDataParallel wrapper loads into a plain model
     wrapped = {**payload, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}
     load_weights(_tiny(), wrapped, "model.pt")
