@@ -323,8 +323,10 @@ def time_summary(payload: dict[str, Any], models: list[str]) -> list[str]:
         f"| all | {len(seconds)} | {sum(seconds) / 3600:.2f} | |",
         "",
         f"Each cell's wall time was measured as it ran (1-minute load average at its end "
-        f"{load}; two trainings at a time on 2 cores give about 2). Two at a time "
-        f"(`--jobs 2`, longest first) these cells take **{two_job_hours(seconds):.2f} h**.",
+        f"{load}; two trainings at a time on 2 cores give about 2). Scheduled two at a time "
+        f"(`--jobs 2`, longest first), these cell times end after "
+        f"**{two_job_hours(seconds):.2f} h** (computed from the rows, which may come from "
+        "several commands: see the list above).",
         "",
     ]
     return lines

@@ -67,5 +67,5 @@ def test_time_section_sums_each_data_set_and_the_schedule() -> None:
     assert "| Amazon Toys_and_Games | 2 | 1.50 | B (60 min) |" in text
     assert "| Yelp | 1 | 1.50 | A (90 min) |" in text
     assert "| all | 3 | 3.00 | |" in text
-    assert "take **1.50 h**" in text  # 5400 on one worker, 1800 + 3600 on the other
+    assert "end after **1.50 h**" in text  # 5400 on one worker, 1800 + 3600 on the other
     assert time_summary({"rows": []}, ["A"]) == []
