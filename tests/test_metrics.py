@@ -305,6 +305,40 @@ def test_most_popular_matches_reference() -> None:
         assert m[key] == pytest.approx(want[key], abs=1e-12), key
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 5), min_size=2, max_size=12),
+    data=st.data(),
+)
+def test_most_popular_ranks_equal_the_score_matrix_ranking(counts: list[int], data) -> None:
+    """The sort-based MostPop ranking equals ranking a (users x items) matrix of counts: ties
+    (few distinct counts), duplicate and padding entries among the seen items, and targets
+    listed as seen included."""
+    n_rows = len(counts)
+    n_users = data.draw(st.integers(1, 6))
+    targets = data.draw(st.lists(st.integers(1, n_rows - 1), min_size=n_users, max_size=n_users))
+    seen = [data.draw(st.lists(st.integers(0, n_rows - 1), max_size=6)) for _ in range(n_users)]
+    indptr = torch.tensor([0, *np.cumsum([len(s) for s in seen]).tolist()])
+    indices = torch.tensor([i for s in seen for i in s], dtype=torch.long)
+    table = torch.tensor(counts, dtype=torch.float64)[:, None]  # (N + 1, 1)
+    users = torch.ones(n_users, 1, dtype=torch.float64)
+    want = full_ranking_metrics(users, table, torch.tensor(targets), indptr, indices, ks=(1, 3))
+    got = most_popular_metrics(torch.tensor(counts), torch.tensor(targets), indptr, indices, (1, 3))
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_most_popular_names_bad_input() -> None:
+    ok = {"seen_indptr": torch.tensor([0, 0]), "seen_indices": torch.zeros(0, dtype=torch.long)}
+    with pytest.raises(InputError, match=r"targets: item ids must lie in 1\.\.2"):
+        most_popular_metrics(torch.tensor([0, 1, 2]), torch.tensor([3]), **ok)
+    with pytest.raises(InputError, match="item_counts: contains NaN"):
+        most_popular_metrics(torch.tensor([0, float("nan"), 2]), torch.tensor([1]), **ok)
+    with pytest.raises(InputError, match="seen_indptr"):
+        most_popular_metrics(
+            torch.tensor([0, 1, 2]), torch.tensor([1]), torch.tensor([0]), ok["seen_indices"]
+        )
+
+
 def test_full_ranking_is_fast_on_movielens_100k_sizes() -> None:
     torch.manual_seed(0)
     n_users, n_items, dim = 943, 1682, 64
