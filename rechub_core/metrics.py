@@ -467,7 +467,12 @@ def most_popular_metrics(
             f"targets: item ids must lie in 1..{n_rows - 1} (0 is padding), got range "
             f"{int(targets_t.min())}..{int(targets_t.max())}"
         )
-    indptr, indices = _check_csr(seen_indptr, seen_indices, n_users, n_rows)
+    indptr, indices = _check_csr(
+        _as_tensor(seen_indptr, "seen_indptr"),
+        _as_tensor(seen_indices, "seen_indices"),
+        n_users,
+        n_rows,
+    )
     # the full ranking of one score per item without a (users x items) matrix: the items above
     # a target are those of the catalogue counted higher, less the user's distinct seen ones
     target_count = counts[targets_t]  # (U,)
