@@ -246,6 +246,10 @@ class CausalSelfAttentionBlock(nn.Module):
         init: "default" keeps PyTorch's Linear init (SASRec), "xavier" re-initialises the
             Linear weights Xavier-uniform with zero biases (the multi-interest blocks). Both
             are kept so that each family's trained numbers stay what they were.
+        layer: "transformer" (the residual branches added as they are, a GELU feed-forward)
+            or "ligr" (LinkedIn's LiGR layer, Borisyuk et al. 2025, as eSASRec uses it: each
+            branch scaled by ``sigmoid(Linear(x))`` of the residual stream before it is
+            added, and a SwiGLU feed-forward without biases, ``hidden_size`` wide).
         where: the model named in errors.
     """
 
@@ -257,6 +261,7 @@ class CausalSelfAttentionBlock(nn.Module):
         dropout: float,
         ffn_dropout: bool = True,
         init: str = "default",
+        layer: str = "transformer",
         where: str = "attention block",
     ) -> None:
         super().__init__()
@@ -264,18 +269,40 @@ class CausalSelfAttentionBlock(nn.Module):
             raise InputError(f"{where}: num_heads={num_heads} must divide embed_dim={dim}")
         if init not in ("default", "xavier"):
             raise InputError(f"{where}: init must be 'default' or 'xavier', got {init!r}")
+        if layer not in ("transformer", "ligr"):
+            raise InputError(f"{where}: layer must be 'transformer' or 'ligr', got {layer!r}")
         self.num_heads = num_heads
         self.ln1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.ln2 = nn.LayerNorm(dim)
-        up, down = nn.Linear(dim, hidden_size), nn.Linear(hidden_size, dim)
-        self.ffn = nn.Sequential(up, nn.GELU(), nn.Dropout(dropout if ffn_dropout else 0.0), down)
+        inner_dropout = nn.Dropout(dropout if ffn_dropout else 0.0)
+        self.ffn: nn.Module
+        self.gates: nn.Linear | None = None
+        if layer == "ligr":
+            self.ffn = SwiGLU(dim, hidden_size, inner_dropout)
+            self.gates = nn.Linear(dim, 2 * dim)  # the attention's and the feed-forward's gate
+            linears = [self.qkv, self.proj, self.gates]
+        else:
+            up, down = nn.Linear(dim, hidden_size), nn.Linear(hidden_size, dim)
+            self.ffn = nn.Sequential(up, nn.GELU(), inner_dropout, down)
+            linears = [self.qkv, self.proj, up, down]
         self.dropout = nn.Dropout(dropout)
         if init == "xavier":
-            for lin in (self.qkv, self.proj, up, down):
+            for lin in linears:
                 nn.init.xavier_uniform_(lin.weight)
                 nn.init.zeros_(lin.bias)
+
+    def _gated(self, x: Tensor, branch: Tensor, which: int) -> Tensor:
+        """A residual branch ``(..., D)`` as it is added to the stream ``x (..., D)``: scaled
+        by the LiGR gate ``sigmoid(Linear(x))`` of branch ``which`` (0 attention, 1
+        feed-forward), unchanged in the plain transformer."""
+        if self.gates is None:
+            return branch
+        d = x.shape[-1]
+        weight = self.gates.weight[which * d : (which + 1) * d]  # (D, D)
+        bias = self.gates.bias[which * d : (which + 1) * d]  # (D,)
+        return torch.sigmoid(F.linear(x, weight, bias)) * branch
 
     def _attend(self, qkv: Tensor, allowed: Tensor) -> Tensor:
         """``qkv (B, L, 3D)``, ``allowed (B, L, L)`` bool (query, key) -> ``(B, L, D)``, before
@@ -304,11 +331,28 @@ class CausalSelfAttentionBlock(nn.Module):
         (zeros at padding, which ``allowed`` must exclude as keys). The real positions' outputs
         are those of the padded call (up to float rounding; dropout draws differ)."""
         if packed is None:
-            x = x + self.attention(self.ln1(x), allowed)  # (B, L, D)
-            return x + self.dropout(self.ffn(self.ln2(x)))  # (B, L, D)
+            x = x + self._gated(x, self.attention(self.ln1(x), allowed), 0)  # (B, L, D)
+            return x + self._gated(x, self.dropout(self.ffn(self.ln2(x))), 1)  # (B, L, D)
         y = self._attend(packed.unpack(self.qkv(self.ln1(x))), allowed)  # (B, L, D)
-        x = x + self.dropout(self.proj(packed.pack(y)))  # (n, D)
-        return x + self.dropout(self.ffn(self.ln2(x)))  # (n, D)
+        x = x + self._gated(x, self.dropout(self.proj(packed.pack(y))), 0)  # (n, D)
+        return x + self._gated(x, self.dropout(self.ffn(self.ln2(x))), 1)  # (n, D)
+
+
+class SwiGLU(nn.Module):
+    """Feed-forward with a SiLU-gated linear unit (Shazeer 2020), no biases:
+    ``(..., D) -> (..., D)``, ``down(dropout(silu(gate(x)) * up(x)))`` with ``hidden`` wide
+    inner layers."""
+
+    def __init__(self, dim: int, hidden: int, dropout: nn.Module) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (..., D)`` -> ``(..., D)``."""
+        gate, up = self.gate_up(x).chunk(2, dim=-1)  # 2 x (..., hidden)
+        return self.down(self.dropout(F.silu(gate) * up))
 
 
 @attrs.frozen

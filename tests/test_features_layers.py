@@ -452,10 +452,12 @@ def test_mlp_params_merges_defaults_and_names_unknown_keys():
 # --- the causal Transformer block ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("init", ["default", "xavier"])
-def test_attention_block_is_causal_and_ignores_padding(init: str) -> None:
+@pytest.mark.parametrize(
+    ("init", "layer"), [("default", "transformer"), ("xavier", "transformer"), ("default", "ligr")]
+)
+def test_attention_block_is_causal_and_ignores_padding(init: str, layer: str) -> None:
     torch.manual_seed(0)
-    block = CausalSelfAttentionBlock(8, 2, 16, dropout=0.0, init=init).eval()
+    block = CausalSelfAttentionBlock(8, 2, 16, dropout=0.0, init=init, layer=layer).eval()
     x = torch.randn(2, 5, 8)  # (B, L, D)
     mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
     allowed = causal_mask(5).unsqueeze(0) & mask.unsqueeze(1)  # (B, L, L)
@@ -468,9 +470,13 @@ def test_attention_block_is_causal_and_ignores_padding(init: str) -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=5), seed=st.integers(0, 99))
+@given(
+    lengths=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+    seed=st.integers(0, 99),
+    layer=st.sampled_from(["transformer", "ligr"]),
+)
 def test_packed_positions_give_the_padded_results_at_real_positions(
-    lengths: list[int], seed: int
+    lengths: list[int], seed: int, layer: str
 ) -> None:
     torch.manual_seed(seed)
     b, length = len(lengths), max(lengths)
@@ -483,7 +489,7 @@ def test_packed_positions_give_the_padded_results_at_real_positions(
     allowed = causal_mask(length).unsqueeze(0) & mask.unsqueeze(1)  # (B, L, L)
     assert torch.equal(packed.causal_keys(mask), allowed[mask])  # per real query, its keys
     assert torch.equal(packed.rows, mask.nonzero()[:, 0])
-    block = CausalSelfAttentionBlock(8, 2, 16, dropout=0.0).eval()
+    block = CausalSelfAttentionBlock(8, 2, 16, dropout=0.0, layer=layer).eval()
     padded = block(block(x, allowed), allowed)  # (B, L, D)
     h = block(block(packed.pack(x), allowed, packed), allowed, packed)  # (n, D)
     assert_close(packed.unpack(h)[mask], padded[mask])
@@ -506,6 +512,27 @@ def test_attention_block_inits_and_arguments():
         CausalSelfAttentionBlock(8, 3, 16, 0.1, where="SASRec")
     with pytest.raises(InputError, match="init must be"):
         CausalSelfAttentionBlock(8, 2, 16, 0.1, init="kaiming")
+    with pytest.raises(InputError, match="SASRec: layer must be 'transformer' or 'ligr'"):
+        CausalSelfAttentionBlock(8, 2, 16, 0.1, layer="gated", where="SASRec")
+
+
+def test_ligr_block_gates_each_branch_by_the_residual_stream() -> None:
+    """The LiGR block is the transformer block with each residual branch scaled by
+    sigmoid(Linear(x)) and a bias-free SwiGLU feed-forward: rebuilt here by hand."""
+    torch.manual_seed(0)
+    block = CausalSelfAttentionBlock(8, 2, 12, dropout=0.0, layer="ligr").eval()
+    x = torch.randn(3, 4, 8)  # (B, L, D)
+    allowed = causal_mask(4).unsqueeze(0).expand(3, 4, 4)
+    gate_w, gate_b = block.gates.weight.split(8), block.gates.bias.split(8)
+    h = x + torch.sigmoid(x @ gate_w[0].T + gate_b[0]) * block.attention(block.ln1(x), allowed)
+    w_gate, w_up = block.ffn.gate_up.weight.split(12)
+    z = block.ln2(h)
+    ffn = (torch.nn.functional.silu(z @ w_gate.T) * (z @ w_up.T)) @ block.ffn.down.weight.T
+    expected = h + torch.sigmoid(h @ gate_w[1].T + gate_b[1]) * ffn
+    assert_close(block(x, allowed), expected)
+    assert block.ffn.gate_up.bias is None and block.ffn.down.bias is None
+    plain = CausalSelfAttentionBlock(8, 2, 12, dropout=0.0)
+    assert plain.gates is None and "gates.weight" not in plain.state_dict()
 
 
 def test_masked_softmax_uses_the_one_mask_value():

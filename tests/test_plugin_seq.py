@@ -221,6 +221,23 @@ def test_onnx_user_tower_dynamic_batch_and_length(name: str, tmp_path: Path) -> 
     assert onnx_max_abs_diff(model, item, "item", {"item_id": torch.arange(1, 9)}) < 1e-4
 
 
+def test_sasrec_ligr_layers_are_causal_and_export(tmp_path: Path) -> None:
+    """SASRec(layer="ligr"): gated blocks, the state after each position equals encoding that
+    prefix, and the ONNX user tower matches."""
+    model = small("SASRec", layer="ligr")
+    assert all(block.gates is not None for block in model.user_tower.blocks)
+    seq = torch.tensor([[3, 4, 5, 0, 0], [7, 8, 9, 10, 11]])
+    with torch.no_grad():
+        steps = model.encode_user_steps({"hist_item_id": seq})  # (B, L, D)
+    for b in range(2):
+        for t in range(int((seq[b] != 0).sum())):
+            assert torch.allclose(steps[b, t], user(model, seq[b : b + 1, : t + 1])[0], atol=1e-5)
+    path = export_tower(model, tmp_path / "user.onnx", "user", {"hist_item_id": seq})
+    assert onnx_max_abs_diff(model, path, "user", {"hist_item_id": seq[:, :3]}) < 1e-4
+    with pytest.raises(InputError, match="layer must be 'transformer' or 'ligr'"):
+        small("SASRec", layer="moe")
+
+
 # --- training ---------------------------------------------------------------------------
 
 
