@@ -33,6 +33,11 @@ LOW_PRECISION_MIN_CANDIDATES = 4096
 SEQUENCE_COLUMN = "seq_item_id"
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16 -> "bfloat16"``: a dtype as run folders and logs spell it."""
+    return str(dtype).removeprefix("torch.")
+
+
 def distinct_ids(ids: Tensor, n_items: int) -> tuple[Tensor, Tensor]:
     """``torch.unique(ids, return_inverse=True)`` for item ids in ``[0, n_items)``: sorted
     distinct ids ``(U,)`` and each id's position among them (``ids.shape``). For catalogues
@@ -68,6 +73,13 @@ class BatchLossMixin:
     # EvaluationMixin's (annotations only: defining them here would shadow its methods)
     _encode_items: Callable[[BatchLoader, Tensor], Tensor]
     _to_device: Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
+
+    @property
+    def scored_dtype(self) -> str:
+        """What the training scores were computed in so far, by name (``"bfloat16"``, ...):
+        ``logits_dtype`` once a step scored at least :data:`LOW_PRECISION_MIN_CANDIDATES`
+        shared candidates in it, ``"float32"`` otherwise (whatever the setting)."""
+        return dtype_name(self.logits_dtype if self.scored_low_precision else torch.float32)
 
     def _encode_distinct(self, loader: BatchLoader, ids: Tensor) -> Tensor:
         """Vectors ``ids.shape + (D,)`` for item ids of any shape, encoding each distinct item

@@ -351,9 +351,7 @@ def _train_into(
             "mostpop_test": mostpop,
             "best_epoch": trainer.best_epoch,
             # what the scores were computed in, not the setting: float32 below the bound
-            "logits_dtype": str(
-                trainer.logits_dtype if trainer.scored_low_precision else torch.float32
-            ).removeprefix("torch."),
+            "logits_dtype": trainer.scored_dtype,
             "history": history,
             "settings": attrs.asdict(settings),
         },

@@ -30,7 +30,12 @@ import torch
 from torch import Tensor
 
 from rechub_core import distributed
-from rechub_core.batch_loss import LOW_PRECISION_MIN_CANDIDATES, SEQUENCE_COLUMN, BatchLossMixin
+from rechub_core.batch_loss import (
+    LOW_PRECISION_MIN_CANDIDATES,
+    SEQUENCE_COLUMN,
+    BatchLossMixin,
+    dtype_name,
+)
 from rechub_core.checkpoints import (
     FORMAT_VERSION,
     CheckpointMixin,
@@ -299,7 +304,7 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
             log.info(
                 "training scores against >= %d shared candidates in %s (%s); float32 below",
                 LOW_PRECISION_MIN_CANDIDATES,
-                str(self.logits_dtype).removeprefix("torch."),
+                dtype_name(self.logits_dtype),
                 why,
             )
         self.model_path = ensure_writable_dir(model_path)

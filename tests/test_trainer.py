@@ -427,7 +427,7 @@ def test_logits_dtype_is_resolved_checked_and_bfloat16_scores_track_float32(
     assert [t.batch_loss(batch, train, torch.Generator().manual_seed(0)).item() for t in small] == [
         small[0].batch_loss(batch, train, torch.Generator().manual_seed(0)).item()
     ] * 2
-    assert not any(t.scored_low_precision for t in small)  # what metrics.json reports
+    assert [t.scored_dtype for t in small] == ["float32"] * 2  # what metrics.json reports
     monkeypatch.setattr(batch_loss, "LOW_PRECISION_MIN_CANDIDATES", 1)
     losses, grads = {}, {}
     for name in ("float32", "bfloat16"):
@@ -440,7 +440,7 @@ def test_logits_dtype_is_resolved_checked_and_bfloat16_scores_track_float32(
             [p.grad.reshape(-1) for p in trainer.model.parameters() if p.grad is not None]
         )
         assert loss.dtype == torch.float32 and grads[name].dtype == torch.float32
-        assert trainer.scored_low_precision == (name == "bfloat16")
+        assert trainer.scored_dtype == name
     assert losses["bfloat16"] != losses["float32"]  # it did run in bfloat16
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=1e-2)
     cosine = torch.nn.functional.cosine_similarity(grads["float32"], grads["bfloat16"], dim=0)
