@@ -38,23 +38,6 @@ from torch import Tensor
 from rechub_core.errors import InputError
 from rechub_core.metric_names import DEFAULT_KS, METRIC_NAMES
 
-#: scores a CPU chunk holds when ``chunk_size`` is None: 2**21 float32 scores (8 MiB) stay in
-#: the cache while they are masked and counted; 1.4-2.3x faster than 4,096 users a chunk
-#: at 18k-100k items (``benchmarks/results/ranking.md``)
-CPU_SCORES_PER_CHUNK = 2**21
-#: users a chunk holds on an accelerator when ``chunk_size`` is None (fewer, larger kernels)
-DEVICE_USERS_PER_CHUNK = 4096
-
-
-def default_chunk_size(n_rows: int, device: torch.device) -> int:
-    """Users ranked at once for ``n_rows`` item rows (padding included) on ``device``: on the
-    CPU as many as fill :data:`CPU_SCORES_PER_CHUNK` scores (at least one), elsewhere
-    :data:`DEVICE_USERS_PER_CHUNK`."""
-    if device.type != "cpu":
-        return DEVICE_USERS_PER_CHUNK
-    return max(1, CPU_SCORES_PER_CHUNK // max(n_rows, 1))
-
-
 __all__ = [
     "DEFAULT_KS",
     "METRIC_NAMES",
@@ -112,7 +95,7 @@ def _check_int_1d(x: Tensor, name: str, length: int | None = None) -> Tensor:
 
 
 def _check_csr(
-    seen_indptr: Tensor, seen_indices: Tensor, n_users: int, n_rows: int
+    seen_indptr: Tensor | np.ndarray, seen_indices: Tensor | np.ndarray, n_users: int, n_rows: int
 ) -> tuple[Tensor, Tensor]:
     indptr = _check_int_1d(_as_tensor(seen_indptr, "seen_indptr"), "seen_indptr", n_users + 1)
     indices = _check_int_1d(_as_tensor(seen_indices, "seen_indices"), "seen_indices")
@@ -129,6 +112,18 @@ def _check_csr(
             f"range {int(indices.min())}..{int(indices.max())}"
         )
     return indptr, indices
+
+
+def _check_targets(targets: Tensor | np.ndarray, n_users: int, n_items: int) -> Tensor:
+    """``targets`` as ``(U,)`` int64 item ids, after checking they are ``n_users`` integers in
+    ``1..n_items`` (:class:`InputError` naming them otherwise)."""
+    t = _check_int_1d(_as_tensor(targets, "targets"), "targets", n_users)
+    if int(t.min()) < 1 or int(t.max()) > n_items:
+        raise InputError(
+            f"targets: item ids must lie in 1..{n_items} (0 is padding), got range "
+            f"{int(t.min())}..{int(t.max())}"
+        )
+    return t
 
 
 # --------------------------------------------------------------------------- metrics from hits
@@ -242,6 +237,22 @@ def _single_target_metrics(ranks: Tensor, ks: list[int]) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- full ranking
 
+#: scores a CPU chunk holds when ``chunk_size`` is None: 2**21 float32 scores (8 MiB) stay in
+#: the cache while they are masked and counted; 1.7-2.4x faster than 4,096 users a chunk
+#: at 18k-100k items (``benchmarks/results/ranking.md``)
+CPU_SCORES_PER_CHUNK = 2**21
+#: users a chunk holds on an accelerator when ``chunk_size`` is None (fewer, larger kernels)
+DEVICE_USERS_PER_CHUNK = 4096
+
+
+def default_chunk_size(n_rows: int, device: torch.device) -> int:
+    """Users ranked at once for ``n_rows`` item rows (padding included) on ``device``: on the
+    CPU as many as fill :data:`CPU_SCORES_PER_CHUNK` scores (at least one), elsewhere
+    :data:`DEVICE_USERS_PER_CHUNK`."""
+    if device.type != "cpu":
+        return DEVICE_USERS_PER_CHUNK
+    return max(1, CPU_SCORES_PER_CHUNK // max(n_rows, 1))
+
 
 def target_ranks(
     user_vectors: Tensor,
@@ -284,12 +295,7 @@ def target_ranks(
     users = user_vectors.to(dtype)
     items = item_vectors.to(device=device, dtype=dtype)
 
-    targets = _check_int_1d(_as_tensor(targets, "targets"), "targets", n_users).to(device)
-    if int(targets.min()) < 1 or int(targets.max()) > n_items:
-        raise InputError(
-            f"targets: item ids must lie in 1..{n_items} (0 is padding), got range "
-            f"{int(targets.min())}..{int(targets.max())}"
-        )
+    targets = _check_targets(targets, n_users, n_items).to(device)
     indptr, indices = _check_csr(seen_indptr, seen_indices, n_users, n_rows)
     indptr, indices = indptr.to(device), indices.to(device)
 
@@ -461,18 +467,8 @@ def most_popular_metrics(
         raise InputError(f"item_counts: need index 0 (padding) plus one item, got {n_rows}")
     if n_users == 0:
         raise InputError("targets: no users; metrics are means over users")
-    targets_t = _check_int_1d(targets_t, "targets", n_users)
-    if int(targets_t.min()) < 1 or int(targets_t.max()) >= n_rows:
-        raise InputError(
-            f"targets: item ids must lie in 1..{n_rows - 1} (0 is padding), got range "
-            f"{int(targets_t.min())}..{int(targets_t.max())}"
-        )
-    indptr, indices = _check_csr(
-        _as_tensor(seen_indptr, "seen_indptr"),
-        _as_tensor(seen_indices, "seen_indices"),
-        n_users,
-        n_rows,
-    )
+    targets_t = _check_targets(targets_t, n_users, n_rows - 1)
+    indptr, indices = _check_csr(seen_indptr, seen_indices, n_users, n_rows)
     # the full ranking of one score per item without a (users x items) matrix: the items above
     # a target are those of the catalogue counted higher, less the user's distinct seen ones
     target_count = counts[targets_t]  # (U,)
