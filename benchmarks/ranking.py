@@ -7,8 +7,9 @@ through a (users x items) score matrix, side by side in one run.
 Shapes are those of the standard benchmark's validation splits (random vectors, width 64):
 MovieLens-100K (943 users, 1,682 items), Sports_and_Outdoors (35,598 users, 18,357 items) and a
 100k-item catalogue (10,000 users), one vector a user and four (a multi-interest model's
-``(U, 4, D)``). Each variant ranks every user ``--repeats`` times, variants interleaved round by
-round; the median is reported. Every variant's ranks are checked equal to the reference's.
+``(U, 4, D)``). Each variant ranks every user ``--repeats`` times in a row (the old one first,
+then the new one on the same inputs); the median is reported. The new variant's ranks (MostPop:
+metrics) are checked equal to the old one's.
 
 Writes ``ranking.json`` and ``ranking.md`` into ``--out``.
 """
@@ -130,7 +131,8 @@ def to_markdown(res: dict[str, Any], command: str, info: dict[str, Any]) -> str:
         "# Full-ranking evaluation speed",
         "",
         f"`{command}` (load average {load} at the start; median of {res['repeats']} "
-        f'repeats, one thread). Width {res["dim"]}, random vectors. "old": 4,096 users a '
+        f"repeats, {res['threads']} thread(s)). Width {res['dim']}, random vectors. "
+        '"old": 4,096 users a '
         'chunk (and MostPop through the score matrix); "new": `chunk_size=None` (users a '
         'chunk = 2**21 // items on the CPU) and MostPop by sorting the counts. "equal": the '
         "new ranks (MostPop: metrics) are the old ones exactly.",
@@ -158,7 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     info = machine_info()
-    res = {"load_average": list(os.getloadavg()), **measure(args.repeats)}
+    res = {
+        "load_average": list(os.getloadavg()),
+        "threads": args.threads,
+        **measure(args.repeats),
+    }
     print(publish("ranking", "benchmarks.ranking", argv, info, res, to_markdown, args.out))
 
 

@@ -15,5 +15,7 @@ def test_ranking_benchmark_variants_agree_and_render() -> None:
     ]
     assert all(r["equal"] for r in res["rows"])
     assert res["rows"][0]["new_chunk"] == 232 and res["rows"][2]["new_chunk"] is None
-    md = to_markdown({"load_average": [1.0, 1.0, 1.0], **res}, "python -m x", machine())
+    md = to_markdown(
+        {"load_average": [1.0, 1.0, 1.0], "threads": 1, **res}, "python -m x", machine()
+    )
     assert "| tiny (50 x 9,000) | MostPop |" in md and "NO" not in md
