@@ -11,7 +11,9 @@ its row is written to ``OUT/NAME.json`` and ``OUT/NAME.md`` as soon as it finish
 interrupted run keeps what it finished. ``--keep`` keeps the earlier rows of the pairs not
 re-run; ``--resume`` (implies ``--keep``) trains only the pairs without a full row (missing,
 failed, or a smoke row from ``--epochs``). Rows trained with ``--epochs N`` are marked as smoke
-runs, not results. The markdown lists the cells still missing.
+runs, not results. The markdown lists the cells still missing, and its Time section each
+command's own clock from start to end (``command_runs``). With ``--jobs 2`` the cells start
+longest first, by the wall times of the committed ``results/standard.json`` and of OUT/NAME.json.
 
 Data: ``DATA_ROOT/ml-100k`` and ``DATA_ROOT/amazon-s3rec/{Sports_and_Outdoors,Toys_and_Games,
 Yelp}.txt`` (``--data-root``, default ``$RECHUB_DATA_DIR`` or ``../shared/data``). Peers
@@ -329,6 +331,13 @@ def time_summary(payload: dict[str, Any], models: list[str]) -> list[str]:
         "several commands: see the list above).",
         "",
     ]
+    for run in payload.get("command_runs", []):
+        lines += [
+            f"Measured start to end: `{run['command']}` trained {run['cells']} cells, "
+            f"{run['jobs']} at a time, in **{run['seconds'] / 3600:.2f} h** (started "
+            f"{run['started']}, commit {run['commit']}).",
+            "",
+        ]
     return lines
 
 
@@ -430,9 +439,11 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     earlier = load_earlier(out, args.name) if args.keep else None
     command = command_line("benchmarks.standard", argv)
+    started = time.time()
     payload: dict[str, Any] = {
         "seed": args.seed,
         "commands": [*(earlier or {}).get("commands", []), command],
+        "command_runs": (earlier or {}).get("command_runs", []),
         "machine": machine(),
         "mostpop": (earlier or {}).get("mostpop", {}),
         "rows": (earlier or {}).get("rows", []),
@@ -454,8 +465,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         done = full_rows(payload)
         pairs = [p for p in pairs if p not in done]  # missing, failed or smoke-only cells
-    if args.jobs > 1:
-        pairs = schedule(pairs, payload["rows"])
+    if args.jobs > 1:  # times of earlier rows: the committed table's, then this file's
+        committed = load_earlier(RESULTS, "standard") or {}
+        pairs = schedule(pairs, [*committed.get("rows", []), *payload["rows"]])
 
     def run(pair: tuple[str, str]) -> None:
         row = train_row(*pair, args)
@@ -481,6 +493,18 @@ def main(argv: list[str] | None = None) -> None:
             for r in payload["rows"]
             if not (r["data"] == EXTERNAL_DATA and (r["library"], r["model"]) in done_peers)
         ] + peers
+        save()
+    if pairs or args.external:  # the whole command's clock, start to end
+        payload["command_runs"].append(
+            {
+                "command": command,
+                "started": time.strftime("%F %R %Z", time.localtime(started)),
+                "seconds": time.time() - started,
+                "cells": len(pairs),
+                "jobs": args.jobs,
+                "commit": git_commit(),
+            }
+        )
         save()
     print(markdown(payload, table_models))
 

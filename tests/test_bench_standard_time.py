@@ -69,3 +69,18 @@ def test_time_section_sums_each_data_set_and_the_schedule() -> None:
     assert "| all | 3 | 3.00 | |" in text
     assert "end after **1.50 h**" in text  # 5400 on one worker, 1800 + 3600 on the other
     assert time_summary({"rows": []}, ["A"]) == []
+
+
+def test_time_section_reports_each_commands_own_clock() -> None:
+    run = {
+        "command": "python -m benchmarks.standard --jobs 2",
+        "started": "2026-12-02 10:46 UTC",
+        "seconds": 8280.0,
+        "cells": 48,
+        "jobs": 2,
+        "commit": "f46a0b9",
+    }
+    payload = {"rows": [_row("toys", "A", 1800.0)], "command_runs": [run]}
+    text = "\n".join(time_summary(payload, ["A"]))
+    assert "`python -m benchmarks.standard --jobs 2` trained 48 cells, 2 at a time" in text
+    assert "in **2.30 h** (started 2026-12-02 10:46 UTC, commit f46a0b9)" in text
