@@ -132,7 +132,10 @@ class BatchLossMixin:
             target = torch.zeros(b, dtype=torch.long, device=self.device)
             valid = cand != pos.view(-1, 1)
             valid[:, 0] = True
-        item_vectors = self._encode_distinct(loader, cand)  # (B+n, D) or (B, 1+n, D)
+        if neg.full_catalogue:  # every item once, in order: no distinct pass, no gather
+            item_vectors = self._encode_items(loader, cand)  # (N, D)
+        else:
+            item_vectors = self._encode_distinct(loader, cand)  # (B+n, D) or (B, 1+n, D)
         return self._candidate_loss(user, item_vectors, cand, target, valid)
 
     def _candidate_loss(

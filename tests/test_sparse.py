@@ -14,7 +14,7 @@ from torch import nn
 from rechub_core.data import loaders_from_prepared
 from rechub_core.errors import InputError
 from rechub_core.io import load_torch
-from rechub_core.optim import RowwiseAdam, rowwise_param_groups
+from rechub_core.optim import RowwiseAdam, build_optimizer, rowwise_param_groups
 from rechub_core.preprocess import PreparedData
 from rechub_core.schema import DataSchema
 from rechub_core.towers import ItemEmbeddingTower, MLPTower, TwoTowerModel
@@ -81,6 +81,33 @@ def test_dense_groups_are_plain_adam() -> None:
             opt.step()
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_trainer_adam_is_multi_tensor_and_bit_identical_to_the_loop(
+    synthetic: PreparedData, tmp_path: Path
+) -> None:
+    """The trainer's plain Adam runs the multi-tensor step (``foreach``), and its weights after
+    several steps equal, bit for bit, those of torch's per-parameter loop (the CPU default)."""
+    trainer = MatchTrainer(_model(synthetic, 0), model_path=tmp_path, verbose=False)
+    assert trainer.optimizer.param_groups[0]["foreach"] is True
+    loop, multi = _model(synthetic, 3), _model(synthetic, 3)
+    opt_loop = torch.optim.Adam(loop.parameters(), lr=0.05, weight_decay=0.01, foreach=False)
+    opt_multi = build_optimizer(multi, torch.optim.Adam, {"lr": 0.05, "weight_decay": 0.01}, None)
+    assert opt_multi.param_groups[0]["foreach"] is True
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        grads = [torch.randn(p.shape, generator=gen) for p in loop.parameters()]
+        for model, opt in ((loop, opt_loop), (multi, opt_multi)):
+            for p, g in zip(model.parameters(), grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+    for p, q in zip(loop.parameters(), multi.parameters(), strict=True):
+        assert torch.equal(p, q)
+    # a caller's own choice is kept
+    kept = build_optimizer(
+        _model(synthetic, 0), torch.optim.Adam, {"lr": 0.1, "foreach": False}, None
+    )
+    assert kept.param_groups[0]["foreach"] is False
 
 
 def test_bad_arguments() -> None:
