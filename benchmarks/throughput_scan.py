@@ -314,11 +314,20 @@ def _load_note(payload: dict[str, Any]) -> str:
     loads = [x for x in loads if x is not None]
     if not loads:
         return ""
-    return (
+    cores = os.cpu_count() or 1
+    head = (
         f"Load: the 1-minute load average was {min(loads):.1f}-{max(loads):.1f} at the start of "
-        f"the rows on these {os.cpu_count()} cores (other engineers' trainings and this scan, "
-        "all at one thread): each measured process shared a core with others, so these "
-        "figures are below what an idle machine gives; compare within this run."
+        f"the rows on these {cores} cores"
+    )
+    if max(loads) < cores:  # at most one busy core besides the measured one: no other training
+        return (
+            f"{head} (the scan's own processes, one thread each, and the previous row's tail "
+            "in the 1-minute average): each row had a core to itself."
+        )
+    return (
+        f"{head} (other engineers' trainings and this scan, all at one thread): each measured "
+        "process shared a core with others, so these figures are below what an idle machine "
+        "gives; compare within this run."
     )
 
 
@@ -339,8 +348,8 @@ def markdown(payload: dict[str, Any]) -> str:
         "items for the DSSM family and the multi-interest models, 25,000 for the sequential "
         "models, 512 shared negatives above), the optimizer what the sparse rule chose "
         "(row-wise lazy Adam with sparse gradients for tables of >= 50,000 rows). See "
-        "`benchmarks/throughput_scan.py`. Other engineers' trainings ran on the machine (load "
-        "average at the start of each row in the cells and the JSON).",
+        "`benchmarks/throughput_scan.py`. The load average at the start of each row is in "
+        "its cell and the JSON.",
         "",
         _load_note(payload),
         "",
