@@ -60,3 +60,20 @@ def test_markdown_states_why_a_peer_run_did_not_run() -> None:
     theirs_row = next(ln for ln in md.splitlines() if "Torch-RecHub 0.9.0 (example)" in ln)
     assert "not run: over the memory cap of 8,192 MiB RSS / in prep" in theirs_row
     assert theirs_row.count("|") == 5  # a "|" in the reason does not add a table column
+
+
+def test_load_note_claims_other_jobs_only_when_the_load_says_so(monkeypatch: Any) -> None:
+    """A scan at a load below the core count says each row had a core to itself; at or above
+    it, that processes shared cores. The ranges come from the rows' own load averages."""
+    import benchmarks.throughput_scan as scan
+
+    monkeypatch.setattr(scan.os, "cpu_count", lambda: 2)
+    quiet = {"rows": [_ours("a", 100.0), _ours("b", 90.0)]}
+    quiet["rows"][1]["load_avg"] = [1.6, 1.0, 1.0]
+    note = scan._load_note(quiet)
+    assert "1.0-1.6" in note and "a core to itself" in note and "shared" not in note
+    busy = {"rows": [_ours("a", 100.0)], "external_rows": [_ours("b", 90.0)]}
+    busy["external_rows"][0]["load_avg"] = [4.3, 4.0, 4.0]
+    note = scan._load_note(busy)
+    assert "1.0-4.3" in note and "shared a core" in note
+    assert scan._load_note({"rows": []}) == ""
