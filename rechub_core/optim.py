@@ -192,7 +192,11 @@ def build_optimizer(
             log.info(
                 "optimizer: row-wise lazy Adam on %d embedding table(s)", len(groups[0]["params"])
             )
-    if optimizer_fn is torch.optim.Adam and not {"foreach", "fused"} & params.keys():
+    if (
+        optimizer_fn is torch.optim.Adam
+        and not {"foreach", "fused"} & params.keys()
+        and not params.get("differentiable")  # the multi-tensor ops have no autograd
+    ):
         # the multi-tensor step: the same arithmetic as the per-parameter loop torch uses by
         # default on CPU (bit-identical weights, tests/test_sparse.py), in a few calls instead of
         # ~10 per parameter (SASRec on Toys: ~8 -> ~4 ms a step, one thread)

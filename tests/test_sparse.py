@@ -108,6 +108,9 @@ def test_trainer_adam_is_multi_tensor_and_bit_identical_to_the_loop(
         _model(synthetic, 0), torch.optim.Adam, {"lr": 0.1, "foreach": False}, None
     )
     assert kept.param_groups[0]["foreach"] is False
+    # a differentiable Adam (whose step autograd can see) keeps torch's per-parameter loop
+    diff = build_optimizer(_model(synthetic, 0), torch.optim.Adam, {"differentiable": True}, None)
+    assert not diff.param_groups[0]["foreach"]
 
 
 def test_bad_arguments() -> None:
