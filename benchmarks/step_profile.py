@@ -20,9 +20,7 @@ Writes ``OUT/step_profile.json`` and ``OUT/step_profile.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -164,7 +162,7 @@ def markdown(payload: dict[str, Any]) -> str:
         "# Where a default training step goes",
         "",
         f"Command: `{payload['command']}`  ",
-        f"Machine: {payload['machine']}",
+        payload["machine_line"],
         "",
         "Each model built and trained as `rechub train --model NAME` does (its `train_defaults`) "
         f"on {payload['data']}. Phases: wall milliseconds per step over {payload['steps']} "
@@ -201,8 +199,6 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--models", default="SASRec,DSSM")
     ap.add_argument("--data", default=str(TOYS), help="a file, movielens-100k or synthetic")
@@ -214,12 +210,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.steps < 1 or args.threads < 1:
         ap.error("--steps and --threads must be at least 1")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    payload = {
-        "command": "python -m benchmarks.step_profile " + " ".join(argv or sys.argv[1:]),
-        "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, torch "
-        f"{torch.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load "
-        f"average at the start {load}",
+    from benchmarks.common import command_line, machine, machine_line, write_results
+
+    info = machine()  # at the start: load, commit
+    payload: dict[str, Any] = {
+        "command": command_line("benchmarks.step_profile", argv),
+        "machine": info,
+        "machine_line": machine_line(info),
         "data": Path(args.data).name if Path(args.data).exists() else args.data,
         "steps": args.steps,
         "runs": [],
@@ -228,9 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         run = profile_model(name, args.data, args.steps, args.warmup, args.threads, args.top)
         payload["runs"].append(run)
         print(f"{name}: {run['step_ms']:.1f} ms a step", file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "step_profile.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.out / "step_profile.md").write_text(markdown(payload))
+    write_results("step_profile", payload, markdown(payload), args.out)
 
 
 if __name__ == "__main__":
