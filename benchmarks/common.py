@@ -60,6 +60,12 @@ def git_commit() -> str:
     return (head or "unknown") + ("+dirty" if dirty else "")
 
 
+def machine_busy(load1: float) -> bool:
+    """Whether a 1-minute load average says other jobs shared the cores: at least one runnable
+    process per core (a measured one-thread process alone keeps it below the core count)."""
+    return load1 >= (os.cpu_count() or 1)
+
+
 def machine() -> dict[str, Any]:
     """Where and when a benchmark ran: cores, CPU, memory, Python, torch, date, load, commit."""
     import torch

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.common import machine_busy
+
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 2**20
 
@@ -48,7 +50,7 @@ SHARED = "(other jobs were running)"
 def _machine() -> str:
     loads = os.getloadavg()
     load = ", ".join(f"{x:.1f}" for x in loads)
-    shared = f" {SHARED}" if loads[0] >= (os.cpu_count() or 1) else ""
+    shared = f" {SHARED}" if machine_busy(loads[0]) else ""
     return (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"torch {torch.__version__}; load average at the start {load}{shared}; measured "
@@ -623,10 +625,9 @@ def _ddp_reading(runs: list[dict[str, Any]]) -> str:
     if 1 not in by_world or 2 not in by_world:
         return ""
     ratio = by_world[2]["positives_per_s"] / by_world[1]["positives_per_s"]
-    busy = any(r["load"][0] > (os.cpu_count() or 1) for r in runs)
     where = (
         "two processes on 2 cores already busy with other jobs"
-        if busy
+        if any(machine_busy(r["load"][0]) for r in runs)
         else "nothing else running: the two processes have a core each"
     )
     verdict = "slower" if ratio < 1 else "faster"

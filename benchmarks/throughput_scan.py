@@ -314,12 +314,14 @@ def _load_note(payload: dict[str, Any]) -> str:
     loads = [x for x in loads if x is not None]
     if not loads:
         return ""
+    from benchmarks.common import machine_busy
+
     cores = os.cpu_count() or 1
     head = (
         f"Load: the 1-minute load average was {min(loads):.1f}-{max(loads):.1f} at the start of "
         f"the rows on these {cores} cores"
     )
-    if max(loads) < cores:  # at most one busy core besides the measured one: no other training
+    if not machine_busy(max(loads)):  # no other training shared the cores
         return (
             f"{head} (the scan's own processes, one thread each, and the previous row's tail "
             "in the 1-minute average): each row had a core to itself."
