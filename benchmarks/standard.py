@@ -124,7 +124,13 @@ def train_row(key: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def external_rows(args: argparse.Namespace, models: list[str]) -> list[dict[str, Any]]:
     """Torch-RecHub / RecBole rows on Toys through quality.py's runners (their own caps)."""
-    from benchmarks.quality import RECBOLE_MODELS, prepared, run_external, write_split
+    from benchmarks.quality import (
+        RECBOLE_EPOCH_CAPS,
+        RECBOLE_MODELS,
+        prepared,
+        run_external,
+        write_split,
+    )
 
     root = Path(args.data_root)
     inter, data = prepared(quality_args(EXTERNAL_DATA, root))
@@ -136,8 +142,9 @@ def external_rows(args: argparse.Namespace, models: list[str]) -> list[dict[str,
             if lib == "recbole" and model not in RECBOLE_MODELS:
                 continue
             extra = ["--stopping-step", "5"] if lib == "recbole" else []
+            cap = RECBOLE_EPOCH_CAPS[model] if lib == "recbole" else None  # Torch-RecHub: its own
             row = run_external(
-                lib, model, work / "split", work, None, args.seed, data, args.threads, extra
+                lib, model, work / "split", work, cap, args.seed, data, args.threads, extra
             )
             rows.append(row | {"data": EXTERNAL_DATA, "seed": args.seed, "epochs_cap": None})
             print(f"{lib} {model}: {row.get('metrics', row.get('error'))}", file=sys.stderr)

@@ -189,6 +189,7 @@ class CheckpointMixin:
     seed: int
     dist: Any
     device: torch.device
+    average: Any
 
     def _weights_payload(self, state: Mapping[str, Tensor]) -> dict[str, Any]:
         from rechub_core import __version__
@@ -213,6 +214,7 @@ class CheckpointMixin:
                 "best_state": dict(best_state) if best_state is not None else None,
                 "optimizer": self.optimizer.state_dict(),
                 "sampler": self.sampler.state_dict(),
+                "average": self.average.state_dict() if self.average is not None else None,
                 "history": self.history,
                 "seed": self.seed,
                 "world_size": self.dist.world_size,
@@ -226,6 +228,13 @@ class CheckpointMixin:
         load_weights(self.model, payload, path)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.sampler.load_state_dict(payload.get("sampler") or {})
+        if self.average is not None:
+            if payload.get("average") is None:
+                raise CheckpointError(
+                    f"{path} was written without a weight average (ema_epochs = 0) but this "
+                    "run averages the weights; resume with the settings it was written with"
+                )
+            self.average.load_state_dict(payload["average"])
         self.history = list(payload.get("history", []))
         self.best_metric = float(payload.get("best_metric", -math.inf))
         self.best_epoch = int(payload.get("best_epoch", -1))

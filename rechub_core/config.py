@@ -110,6 +110,7 @@ class TrainConfig:
         patience: early-stopping patience in epochs.
         sequence_batch_size: user sequences per step for models trained on every position.
         lr_decay: learning-rate factor after each epoch without validation improvement.
+        ema_epochs: horizon (epochs) of the weight average validated and kept (0: none).
         metric: validation metric for early stopping.
         seed: training seed.
         device: "cpu", "cuda" or "cuda:N".
@@ -132,6 +133,7 @@ class TrainConfig:
     patience: int | None = attrs.field(default=None, validator=_positive)
     sequence_batch_size: int | None = attrs.field(default=None, validator=_positive)
     lr_decay: float | None = attrs.field(default=None, validator=_positive)
+    ema_epochs: float | None = attrs.field(default=None, validator=_non_negative)
     metric: str = "ndcg@10"
     seed: int = 2022
     device: str = attrs.field(default="cpu", validator=_device)

@@ -106,6 +106,7 @@ def effective_settings(cfg: RunConfig, spec: ModelSpec) -> TrainSettings:
         batch_size=t.batch_size or d.batch_size,
         sequence_batch_size=t.sequence_batch_size or d.sequence_batch_size,
         lr_decay=t.lr_decay if t.lr_decay is not None else d.lr_decay,
+        ema_epochs=t.ema_epochs if t.ema_epochs is not None else d.ema_epochs,
         epochs=t.epochs if explicit_epochs and t.epochs is not None else d.epochs,
         # a fixed epoch count means "train that long": no early stop before it
         patience=t.patience or (t.epochs if explicit_epochs and t.epochs else d.patience),
@@ -238,6 +239,7 @@ def effective_config(cfg: RunConfig, settings: TrainSettings) -> RunConfig:
             patience=settings.patience,
             sequence_batch_size=settings.sequence_batch_size,
             lr_decay=settings.lr_decay,
+            ema_epochs=settings.ema_epochs,
         ),
     )
 

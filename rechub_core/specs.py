@@ -12,6 +12,7 @@ plugins' model modules.
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -226,6 +227,9 @@ class TrainSettings:
         patience: epochs without validation improvement before stopping.
         lr_decay: after every epoch whose validation metric does not improve, multiply the
             learning rate by this factor (in ``(0, 1]``; 1 keeps it constant).
+        ema_epochs: validate, early-stop and keep the best weights on an exponential moving
+            average of the weights over about this many epochs of steps (0: the raw weights;
+            :mod:`rechub_core.averaging`). Costs a pass over every parameter a step.
     """
 
     mode: int = 2
@@ -240,6 +244,12 @@ class TrainSettings:
     epochs: int = 30
     patience: int = 3
     lr_decay: float = attrs.field(default=1.0)
+    ema_epochs: float = attrs.field(default=0.0)
+
+    @ema_epochs.validator
+    def _check_ema_epochs(self, attribute: attrs.Attribute, value: float) -> None:
+        if not (math.isfinite(value) and value >= 0):
+            raise InputError(f"ema_epochs must be >= 0 (0 = no weight average), got {value!r}")
 
     @lr_decay.validator
     def _check_lr_decay(self, attribute: attrs.Attribute, value: float) -> None:

@@ -17,6 +17,7 @@ from the checkpoint of epoch ``e`` trains epochs ``e + 1 ...`` exactly as an unb
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -30,6 +31,7 @@ import torch
 from torch import Tensor
 
 from rechub_core import distributed
+from rechub_core.averaging import WeightAverage
 from rechub_core.batch_loss import (
     LOW_PRECISION_MIN_CANDIDATES,
     SEQUENCE_COLUMN,
@@ -331,6 +333,8 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
         self._last_batch_targets = 0
         self._last_epoch_samples = 0
         self._step: Callable[..., Tensor] = self.batch_loss  # DDP wraps it under torchrun
+        #: the weights' moving average (``settings.ema_epochs``), made when fit() starts
+        self.average: WeightAverage | None = None
 
     # --- training -----------------------------------------------------------------------------
 
@@ -411,6 +415,8 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
                 if self.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
                 self.optimizer.step()
+                if self.average is not None:
+                    self.average.update()
                 n = self._last_batch_targets  # positives trained on (rows, or sequence positions)
                 total += float(loss.detach()) * n
                 seen += n
@@ -457,6 +463,9 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
         # a full disk fails now, not at the first checkpoint
         ensure_writable_dir(self.model_path, min_free_bytes=checkpoint_bytes(self.model))
         self.sampler.bind(train_dataloader.n_items, train_dataloader.item_counts)
+        if self.settings.ema_epochs > 0:
+            steps = len(self._train_rows(train_dataloader))
+            self.average = WeightAverage(self.model, self.settings.ema_epochs, steps)
         start_epoch, bad_epochs, best_state = 0, 0, None
         ckpt_path = self.model_path / CHECKPOINT
         if self.verbose and self.dist.is_main:
@@ -484,10 +493,13 @@ class MatchTrainer(BatchLossMixin, CheckpointMixin, EvaluationMixin):
                 "seconds": seconds,
                 "samples_per_s": self._last_epoch_samples / max(seconds, 1e-9),
             }
-            improved = self._validate_epoch(record, epoch, val_dataloader, train_dataloader)
+            # validation, early stopping and the best weights use the average when there is one
+            with self.average.swapped_in() if self.average else contextlib.nullcontext():
+                improved = self._validate_epoch(record, epoch, val_dataloader, train_dataloader)
+                if improved:
+                    best_state = copy.deepcopy(self.model.state_dict())
             if improved:
                 bad_epochs = 0
-                best_state = copy.deepcopy(self.model.state_dict())
             else:
                 bad_epochs += 1
                 self._decay_lr()

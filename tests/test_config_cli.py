@@ -76,14 +76,17 @@ def test_train_section_lays_every_setting_over_the_model_defaults(tmp_path: Path
 
     spec = plugins.get_spec("model", "SASRec")
     path = write(
-        tmp_path, '[model]\nname = "SASRec"\n[train]\nsequence_batch_size = 64\nlr_decay = 0.5\n'
+        tmp_path,
+        '[model]\nname = "SASRec"\n[train]\nsequence_batch_size = 64\nlr_decay = 0.5\n'
+        "ema_epochs = 0\n",
     )
     settings = effective_settings(load_config(path), spec)
-    assert (settings.sequence_batch_size, settings.lr_decay) == (64, 0.5)
+    assert (settings.sequence_batch_size, settings.lr_decay, settings.ema_epochs) == (64, 0.5, 0)
     assert settings.lr == spec.train_defaults.lr
     default = effective_settings(RunConfig(model=ComponentConfig("SASRec")), spec)
     assert default.sequence_batch_size == spec.train_defaults.sequence_batch_size
     assert default.lr_decay == 1.0
+    assert default.ema_epochs == spec.train_defaults.ema_epochs
     too_big = RunConfig(model=ComponentConfig("SASRec"), train=TrainConfig(lr_decay=2.0))
     with pytest.raises(InputError, match="lr_decay must lie in"):
         effective_settings(too_big, spec)
