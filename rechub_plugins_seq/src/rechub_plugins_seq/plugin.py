@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import attrs
+
 from rechub_core.hookspecs import hookimpl
 from rechub_core.specs import EncoderSpec, ModelSpec, TrainSettings
 
@@ -52,6 +54,13 @@ TRAIN_DEFAULTS = TrainSettings(
     patience=5,
 )
 
+#: per-model changes to TRAIN_DEFAULTS. SASRec validates and keeps a moving average of its
+#: weights over about one epoch of steps (``ema_epochs``): measured on the validation splits in
+#: ``benchmarks/results/defaults.md``; the three RNN/attention models were not re-measured
+MODEL_TRAIN_DEFAULTS: dict[str, TrainSettings] = {
+    "SASRec": attrs.evolve(TRAIN_DEFAULTS, ema_epochs=1.0),
+}
+
 
 @hookimpl
 def rechub_register_models() -> Iterator[ModelSpec]:
@@ -61,7 +70,7 @@ def rechub_register_models() -> Iterator[ModelSpec]:
             factory=f"rechub_plugins_seq.{module}:{name}",
             family=FAMILY,
             description=description,
-            train_defaults=TRAIN_DEFAULTS,
+            train_defaults=MODEL_TRAIN_DEFAULTS.get(name, TRAIN_DEFAULTS),
         )
 
 
