@@ -9,7 +9,8 @@ raised to 25,000 items: the full catalogue up to there, 512 shared uniform negat
 loss ``softmax``, mode 2). Models trained on every position gain more from the exact softmax
 than the DSSM family (on Toys_and_Games SASRec's validation NDCG@10 was 0.0718 full against
 0.0678 with 2,048 shared negatives, ``benchmarks/results/defaults.md``). lr / epochs were
-chosen on validation splits (MovieLens-100K, then Toys); see the package README.
+chosen on validation splits (MovieLens-100K, then Toys); SASRec adds a one-epoch moving average
+of its weights (``MODEL_TRAIN_DEFAULTS``); see the package README.
 """
 
 from __future__ import annotations
