@@ -53,6 +53,21 @@ RECBOLE_MODELS = {"GRU4Rec", "NARM", "SASRec", "STAMP", "SINE"}
 RECBOLE_EPOCH_CAPS = {"GRU4Rec": 10, "NARM": 10, "SASRec": 10, "SINE": 10, "STAMP": 30}
 
 
+def peer_caps(
+    lib: str,
+    model: str,
+    recbole_epochs: int | None = None,
+    trh_epochs: int | None = None,
+    stopping_step: int = 5,
+) -> tuple[int | None, list[str]]:
+    """A peer run's epoch cap and extra runner arguments: RecBole capped at
+    ``recbole_epochs`` or :data:`RECBOLE_EPOCH_CAPS`, early-stopping after ``stopping_step``
+    epochs without improvement; Torch-RecHub at ``trh_epochs`` (None: each example's own)."""
+    if lib == "recbole":
+        return recbole_epochs or RECBOLE_EPOCH_CAPS[model], ["--stopping-step", str(stopping_step)]
+    return trh_epochs, []
+
+
 def _config(args: argparse.Namespace, model: str) -> Any:
     from rechub_core.config import ComponentConfig, DataConfig, RunConfig, TrainConfig
 
@@ -410,13 +425,8 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 if args.rerun_external:
                     shutil.rmtree(Path(args.work) / lib / model, ignore_errors=True)
-                epochs = (
-                    args.recbole_epochs or RECBOLE_EPOCH_CAPS[model]
-                    if lib == "recbole"
-                    else args.trh_epochs
-                )
-                extra = (
-                    ["--stopping-step", str(args.recbole_stopping_step)] if lib == "recbole" else []
+                epochs, extra = peer_caps(
+                    lib, model, args.recbole_epochs, args.trh_epochs, args.recbole_stopping_step
                 )
                 cache[(lib, model)] = run_external(
                     lib, model, split, Path(args.work), epochs, args.seed, data, args.threads, extra

@@ -125,8 +125,8 @@ def train_row(key: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
 def external_rows(args: argparse.Namespace, models: list[str]) -> list[dict[str, Any]]:
     """Torch-RecHub / RecBole rows on Toys through quality.py's runners (their own caps)."""
     from benchmarks.quality import (
-        RECBOLE_EPOCH_CAPS,
         RECBOLE_MODELS,
+        peer_caps,
         prepared,
         run_external,
         write_split,
@@ -141,8 +141,7 @@ def external_rows(args: argparse.Namespace, models: list[str]) -> list[dict[str,
         for model in models:
             if lib == "recbole" and model not in RECBOLE_MODELS:
                 continue
-            extra = ["--stopping-step", "5"] if lib == "recbole" else []
-            cap = RECBOLE_EPOCH_CAPS[model] if lib == "recbole" else None  # Torch-RecHub: its own
+            cap, extra = peer_caps(lib, model)  # RecBole: its caps and patience 5
             row = run_external(
                 lib, model, work / "split", work, cap, args.seed, data, args.threads, extra
             )

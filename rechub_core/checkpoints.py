@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rechub_core.averaging import WeightAverage
 from rechub_core.data import BatchLoader
 from rechub_core.errors import CheckpointError, InputError
 from rechub_core.io import load_torch, save_torch
@@ -189,7 +190,7 @@ class CheckpointMixin:
     seed: int
     dist: Any
     device: torch.device
-    average: Any
+    average: WeightAverage | None
 
     def _weights_payload(self, state: Mapping[str, Tensor]) -> dict[str, Any]:
         from rechub_core import __version__
