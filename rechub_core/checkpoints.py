@@ -236,6 +236,11 @@ class CheckpointMixin:
                     "run averages the weights; resume with the settings it was written with"
                 )
             self.average.load_state_dict(payload["average"])
+        elif payload.get("average") is not None:
+            raise CheckpointError(
+                f"{path} was written with a weight average (ema_epochs > 0) but this run does "
+                "not average the weights; resume with the settings it was written with"
+            )
         self.history = list(payload.get("history", []))
         self.best_metric = float(payload.get("best_metric", -math.inf))
         self.best_epoch = int(payload.get("best_epoch", -1))

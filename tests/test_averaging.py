@@ -140,6 +140,21 @@ def test_a_checkpoint_without_an_average_is_refused_on_resume(
         averaged.fit(train, resume=True)
 
 
+def test_a_checkpoint_with_an_average_is_refused_by_a_run_without_one(
+    synthetic: PreparedData, tmp_path: Path
+) -> None:
+    """The other direction: resuming would silently drop the saved average and change which
+    weights validation and early stopping see."""
+    train, _, _ = loaders_from_prepared(synthetic, batch_size=512, seed=2)
+    model = small_model(synthetic)
+    MatchTrainer(model, settings=_settings(1, 1.0), model_path=tmp_path, verbose=False).fit(train)
+    plain = MatchTrainer(
+        small_model(synthetic), settings=_settings(2, 0.0), model_path=tmp_path, verbose=False
+    )
+    with pytest.raises(CheckpointError, match="with a weight average"):
+        plain.fit(train, resume=True)
+
+
 def test_validation_sees_the_average(synthetic: PreparedData, tmp_path: Path) -> None:
     """An epoch's validation metric is the averaged model's, not the raw weights'; the kept
     weights reproduce the best epoch's validation NDCG@10 (as without averaging)."""
