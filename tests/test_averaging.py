@@ -127,32 +127,35 @@ def test_fit_keeps_the_average_and_a_resumed_run_equals_an_unbroken_one(
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
-def test_a_checkpoint_without_an_average_is_refused_on_resume(
-    synthetic: PreparedData, tmp_path: Path
+@pytest.mark.parametrize(
+    ("written_with", "resumed_with", "message"),
+    [(0.0, 1.0, "without a weight average"), (1.0, 0.0, "with a weight average")],
+)
+def test_a_checkpoint_whose_averaging_differs_is_refused_on_resume(
+    synthetic: PreparedData,
+    tmp_path: Path,
+    written_with: float,
+    resumed_with: float,
+    message: str,
 ) -> None:
+    """Both directions: resuming without the saved average would silently drop it (and change
+    which weights validation and early stopping see); resuming with one would start it from
+    weights it never averaged."""
     train, _, _ = loaders_from_prepared(synthetic, batch_size=512, seed=2)
-    model = small_model(synthetic)
-    MatchTrainer(model, settings=_settings(1, 0.0), model_path=tmp_path, verbose=False).fit(train)
-    averaged = MatchTrainer(
-        small_model(synthetic), settings=_settings(2, 1.0), model_path=tmp_path, verbose=False
+    MatchTrainer(
+        small_model(synthetic),
+        settings=_settings(1, written_with),
+        model_path=tmp_path,
+        verbose=False,
+    ).fit(train)
+    resumed = MatchTrainer(
+        small_model(synthetic),
+        settings=_settings(2, resumed_with),
+        model_path=tmp_path,
+        verbose=False,
     )
-    with pytest.raises(CheckpointError, match="without a weight average"):
-        averaged.fit(train, resume=True)
-
-
-def test_a_checkpoint_with_an_average_is_refused_by_a_run_without_one(
-    synthetic: PreparedData, tmp_path: Path
-) -> None:
-    """The other direction: resuming would silently drop the saved average and change which
-    weights validation and early stopping see."""
-    train, _, _ = loaders_from_prepared(synthetic, batch_size=512, seed=2)
-    model = small_model(synthetic)
-    MatchTrainer(model, settings=_settings(1, 1.0), model_path=tmp_path, verbose=False).fit(train)
-    plain = MatchTrainer(
-        small_model(synthetic), settings=_settings(2, 0.0), model_path=tmp_path, verbose=False
-    )
-    with pytest.raises(CheckpointError, match="with a weight average"):
-        plain.fit(train, resume=True)
+    with pytest.raises(CheckpointError, match=message):
+        resumed.fit(train, resume=True)
 
 
 def test_validation_sees_the_average(synthetic: PreparedData, tmp_path: Path) -> None:
