@@ -11,7 +11,10 @@ its row is written to ``OUT/NAME.json`` and ``OUT/NAME.md`` as soon as it finish
 interrupted run keeps what it finished. ``--keep`` keeps the earlier rows of the pairs not
 re-run; ``--resume`` (implies ``--keep``) trains only the pairs without a full row (missing,
 failed, or a smoke row from ``--epochs``). Rows trained with ``--epochs N`` are marked as smoke
-runs, not results. The markdown lists the cells still missing, and its Time section each
+runs, not results. ``--merge SRC.json`` trains nothing: it takes SRC's rows of the ``--only``
+data sets (and ``--models``) into OUT/NAME.json in place of the same cells, with SRC's commands
+and clocks, for runs made elsewhere (a separate ``--out``, beside another run). The markdown
+lists the cells still missing, and its Time section each
 command's own clock from start to end (``command_runs``). With ``--jobs 2`` the cells start
 longest first, by the wall times of the committed ``results/standard.json`` and of OUT/NAME.json.
 
@@ -389,6 +392,44 @@ def markdown(payload: dict[str, Any], models: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_results(
+    base: dict[str, Any], src: dict[str, Any], keys: list[str], models: list[str] | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``base`` with the rows of ``src`` on data sets ``keys`` (and models ``models``; None:
+    all) in place of its rows of the same (data, library, model), and ``src``'s MostPop of
+    those data sets; ``src``'s commands and command clocks not yet in ``base`` are appended
+    and its machine line becomes the latest. Returns ``(merged payload, rows taken)``; a
+    selection that takes no row is an error (a mistyped name would otherwise merge nothing)."""
+    taken = [
+        r
+        for r in src.get("rows", [])
+        if r["data"] in keys and (models is None or r["model"] in models)
+    ]
+    if not taken:
+        raise SystemExit(
+            f"--merge: the source has no rows for data {keys} and models {models or 'all'}"
+        )
+
+    def key(row: dict[str, Any]) -> tuple[str, str, str]:
+        return (row["data"], row["library"], row["model"])
+
+    replaced = {key(r) for r in taken}
+    merged = dict(base)
+    merged["rows"] = [r for r in base.get("rows", []) if key(r) not in replaced] + taken
+    merged["mostpop"] = {
+        **base.get("mostpop", {}),
+        **{k: v for k, v in src.get("mostpop", {}).items() if k in keys},
+    }
+    merged["commands"] = list(base.get("commands", [])) + [
+        c for c in src.get("commands", []) if c not in base.get("commands", [])
+    ]
+    merged["command_runs"] = list(base.get("command_runs", [])) + [
+        c for c in src.get("command_runs", []) if c not in base.get("command_runs", [])
+    ]
+    merged["machine"] = src.get("machine", base.get("machine"))
+    return merged, taken
+
+
 def load_earlier(out: Path, name: str) -> dict[str, Any] | None:
     """The earlier ``OUT/NAME.json``, if any."""
     path = out / f"{name}.json"
@@ -418,7 +459,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--name", default="standard", help="results file name (OUT/NAME.json, .md)")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--work", default="benchmarks/.work/standard")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        help="train nothing: take the rows of this results JSON (those of --only/--models) "
+        "into OUT/NAME.json",
+    )
     args = ap.parse_args(argv)
+    if args.merge and (args.keep or args.resume or args.external or args.epochs):
+        ap.error("--merge trains nothing: it takes no --keep, --resume, --external or --epochs")
     if args.name == "quality":
         ap.error("--name quality would overwrite quality.py's MovieLens table; pick another")
     if args.data_root is None:
@@ -443,8 +493,23 @@ def main(argv: list[str] | None = None) -> None:
     else:
         models = args.models.split(",")
     out = Path(args.out)
-    earlier = load_earlier(out, args.name) if args.keep else None
     command = command_line("benchmarks.standard", argv)
+    if args.merge:
+        base = load_earlier(out, args.name)
+        if base is None:
+            raise SystemExit(
+                f"--merge: {out / args.name}.json does not exist; nothing to merge into"
+            )
+        src = json.loads(args.merge.read_text())
+        chosen = None if args.models == "all" else models
+        payload, taken = merge_results(base, src, keys, chosen)
+        payload["commands"].append(command)
+        write_results(args.name, payload, markdown(payload, sorted({*all_models, *models})), out)
+        for r in taken:
+            metric = r.get("metrics", {}).get("ndcg@10", r.get("error"))
+            print(f"merged {r['data']} {r['library']} {r['model']}: {metric}", file=sys.stderr)
+        return
+    earlier = load_earlier(out, args.name) if args.keep else None
     started = time.time()
     payload: dict[str, Any] = {
         "seed": args.seed,
