@@ -15,6 +15,14 @@ time and peak memory (RSS sampled every 20 ms) of data preparation, one training
 documented fraction of it, extrapolated), item inference, and the streamed index builds (one
 faiss index, 4 shards, IVF in 4 shards) next to the previous whole-matrix build. Writes
 ``OUT/scale.json`` and ``OUT/scale.md``.
+
+``toys`` times a default ``rechub train`` epoch on Toys_and_Games, this code against an old
+checkout, interleaved in one run. ``--threads 0`` leaves the thread count to each code's
+default; ``--background N`` runs N CPU-bound jobs of ``--background-threads`` threads beside
+every run (started
+``--background-warmup`` seconds before the first, so that the load average the auto thread
+rule reads has seen them): the issue's "next to one other job". Writes ``OUT/NAME.json`` and
+``OUT/NAME.md`` (``--name``; the default ``scale_toys`` goes into ``OUT/scale.md``).
 """
 
 from __future__ import annotations
@@ -502,6 +510,37 @@ def _catalogue_markdown(result: dict[str, Any], args: argparse.Namespace) -> str
 TOYS = ROOT.parent / "shared" / "data" / "amazon-s3rec" / "Toys_and_Games.txt"
 
 
+#: what one ``--background`` job runs: matrix products on ``{threads}`` threads, as a training
+#: with that many would (tanh keeps the values bounded)
+BACKGROUND_JOB = (
+    "import torch\n"
+    "torch.set_num_threads({threads})\n"
+    "a = torch.randn(384, 384)\n"
+    "while True:\n"
+    "    a = torch.tanh(a @ a)\n"
+)
+
+
+@contextlib.contextmanager
+def _background_jobs(
+    count: int, warmup_s: float, threads: int = 1
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Run ``count`` CPU-bound processes of ``threads`` threads each (:data:`BACKGROUND_JOB`)
+    for the body (yields them); wait ``warmup_s`` seconds first so that the 1-minute load
+    average has risen to them. They are killed when the body ends, however it ends."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    code = BACKGROUND_JOB.format(threads=threads)
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(count)]
+    try:
+        if procs:
+            time.sleep(warmup_s)
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def run_toys(args: argparse.Namespace, argv: list[str]) -> None:
     """Epoch times of ``rechub train --model M`` on Toys_and_Games, this code against an old
     checkout (``--old-root``), interleaved in one run (old, new, old, new ...) so that both
@@ -513,35 +552,38 @@ def run_toys(args: argparse.Namespace, argv: list[str]) -> None:
 
     load_sequence_file(args.data).events.to_csv(csv, index=False)  # the old code reads CSV
     runs: list[dict[str, Any]] = []
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    if not args.threads:  # each code's own default: nothing may pin it
+        env.pop("OMP_NUM_THREADS")
     try:
-        for model in args.models.split(","):
-            for code in ("old", "new") if args.old_root else ("new",):
-                out = work / f"{model}-{code}.json"
-                cmd = [
-                    sys.executable,
-                    str(ROOT / "benchmarks" / "scale_worker.py"),
-                    "--code",
-                    code,
-                    "--model",
-                    model,
-                    "--data",
-                    str(csv if code == "old" else args.data),
-                    "--epochs",
-                    str(args.epochs),
-                    "--threads",
-                    str(args.threads),
-                    "--out",
-                    str(out),
-                ]
-                if code == "old":
-                    cmd += ["--old-root", str(args.old_root)]
-                env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-                load_before = os.getloadavg()
-                subprocess.run(cmd, check=True, env=env, timeout=args.timeout)
-                result = json.loads(out.read_text())
-                result["load_before"] = load_before
-                runs.append(result)
-                print(json.dumps(result), flush=True)
+        with _background_jobs(args.background, args.background_warmup, args.background_threads):
+            for model in args.models.split(","):
+                for code in ("old", "new") if args.old_root else ("new",):
+                    out = work / f"{model}-{code}.json"
+                    cmd = [
+                        sys.executable,
+                        str(ROOT / "benchmarks" / "scale_worker.py"),
+                        "--code",
+                        code,
+                        "--model",
+                        model,
+                        "--data",
+                        str(csv if code == "old" else args.data),
+                        "--epochs",
+                        str(args.epochs),
+                        "--threads",
+                        str(args.threads),
+                        "--out",
+                        str(out),
+                    ]
+                    if code == "old":
+                        cmd += ["--old-root", str(args.old_root)]
+                    load_before = os.getloadavg()
+                    subprocess.run(cmd, check=True, env=env, timeout=args.timeout)
+                    result = json.loads(out.read_text())
+                    result["load_before"] = load_before
+                    runs.append(result)
+                    print(json.dumps(result), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result_all = {
@@ -554,8 +596,43 @@ def run_toys(args: argparse.Namespace, argv: list[str]) -> None:
     }
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "scale_toys.json").write_text(json.dumps(result_all, indent=2) + "\n")
-    _write_scale_md(out_dir)
+    (out_dir / f"{args.name}.json").write_text(json.dumps(result_all, indent=2) + "\n")
+    if args.name == "scale_toys":
+        _write_scale_md(out_dir)
+    else:
+        (out_dir / f"{args.name}.md").write_text(_toys_markdown(result_all, _toys_title(args)))
+
+
+def _toys_title(args: argparse.Namespace) -> str:
+    """The section title of a ``toys`` run other than the default one."""
+    threads = f"{args.threads} thread(s)" if args.threads else "each code's default threads"
+    beside = (
+        f", next to {args.background} {args.background_threads}-thread job(s)"
+        if args.background
+        else ""
+    )
+    return f"## Toys_and_Games (11,924 items): old code vs new, {threads}{beside}"
+
+
+def _toys_threads(settings: dict[str, Any]) -> str:
+    """How a ``toys`` run set its threads and what ran beside it, for the section's text."""
+    if settings["threads"]:
+        text = f"{settings['threads']} thread(s)"
+    else:
+        text = (
+            "each code's default thread count, as `rechub train` without `--threads` picks it "
+            "(the old code: torch's, one per core; the new: the auto rule of "
+            "`rechub_core.threads`, from the cores and the 1-minute load), shown per row"
+        )
+    jobs = settings.get("background", 0)
+    if jobs:
+        text += (
+            f", next to {jobs} CPU-bound job(s) of {settings.get('background_threads', 1)} "
+            "thread(s) each (`scale.BACKGROUND_JOB`, started "
+            f"{settings['background_warmup']:.0f} s before the first run and kept running "
+            "through every run)"
+        )
+    return text
 
 
 def _toys_markdown(result: dict[str, Any], title: str = "") -> str:
@@ -569,23 +646,28 @@ def _toys_markdown(result: dict[str, Any], title: str = "") -> str:
         "Each row is one process training the model with its `train_defaults` (as `rechub "
         "train --model NAME --data Toys_and_Games.txt --epochs E` trains it; the old code "
         "reads the same interactions as CSV), validation every epoch, "
-        f"{result['settings']['threads']} thread(s), old and new runs interleaved. `train s` is "
+        f"{_toys_threads(result['settings'])}, old and new runs interleaved. `train s` is "
         "the trainer's epoch clock (batches, sampling, forward, backward, optimizer); `fit s / "
         "epoch` adds validation (full ranking of all 19,412 users) and the checkpoint. Load: "
-        "the 1-minute load average before and after the run (other engineers' jobs ran on "
-        "the same 2 cores).",
+        "the 1-minute load average before and after the run (it counts everything running on "
+        "the 2 cores, the background jobs included).",
         "",
         "| model | code | sampler | train s / epoch | fit s / epoch | positives/s | val NDCG@10 "
         "(last epoch) | load before / after |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
+    def threads(run: dict[str, Any]) -> str:
+        return "" if result["settings"]["threads"] else f", {run['threads']} thread(s)"
+
     by_model: dict[str, dict[str, dict[str, Any]]] = {}
     for r in result["runs"]:
         by_model.setdefault(r["model"], {})[r["code"]] = r
         train = sum(r["train_epoch_s"]) / len(r["train_epoch_s"])
         rate = sum(r["positives_per_s"]) / len(r["positives_per_s"])
         lines.append(
-            f"| {r['model']} | {r['code']} ({Path(r['code_root']).name}) | {r['sampler']} | "
+            f"| {r['model']} | {r['code']} ({Path(r['code_root']).name}){threads(r)} | "
+            f"{r['sampler']} | "
             f"{train:.1f} | {r['fit_s'] / r['epochs']:.1f} | {rate:,.0f} | "
             f"{r['val_ndcg@10'][-1]:.4f} | {r['load_before'][0]:.1f} / {r['load_avg'][0]:.1f} |"
         )
@@ -721,7 +803,15 @@ def main(argv: list[str] | None = None) -> None:
     toys.add_argument("--models", default="SASRec,DSSM")
     toys.add_argument("--data", type=Path, default=TOYS)
     toys.add_argument("--epochs", type=int, default=2)
-    toys.add_argument("--threads", type=int, default=1)
+    toys.add_argument(
+        "--threads", type=int, default=1, help="0: each code's default (torch's / the auto rule)"
+    )
+    toys.add_argument("--background", type=int, default=0, help="CPU-bound jobs beside each run")
+    toys.add_argument("--background-threads", type=int, default=1, help="threads of each job")
+    toys.add_argument(
+        "--background-warmup", type=float, default=90.0, help="seconds before the first run"
+    )
+    toys.add_argument("--name", default="scale_toys", help="OUT/NAME.json (and NAME.md)")
     toys.add_argument(
         "--old-root", type=Path, default=None, help="checkout of the old code (git worktree)"
     )

@@ -8,7 +8,9 @@ commit f2aae86): the editable install's import hook for ``rechub_core`` is remov
 checkout's core and plugin folders go first on ``sys.path``. The old code reads CSV logs only,
 so the parent passes it a CSV of the same interactions (``user_id,item_id,timestamp`` with the
 position as the time). The model trains with its ``train_defaults`` (as ``rechub train --model
-NAME --epochs E`` does), early stopping off, validation every epoch.
+NAME --epochs E`` does), early stopping off, validation every epoch. ``--threads 0`` leaves the
+thread count to each code's default, as ``rechub train`` without ``--threads`` does: torch's
+(one per core) for the old code, the auto rule of :mod:`rechub_core.threads` for the new.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--threads", type=int, default=1, help="0: the code's own default (torch's / auto)"
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--old-root", type=Path, default=None)
     ap.add_argument("--patience", type=int, default=0, help="0: no early stopping")
@@ -49,7 +53,8 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     import rechub_core
     from rechub_core import datasets
     from rechub_core.data import loaders_from_prepared
@@ -74,10 +79,13 @@ def main() -> None:
     torch.manual_seed(2022)
     model = build_model(spec, DataSchema.from_prepared(data), {})
     train, val, test = loaders_from_prepared(data, settings.batch_size, 2022)
-    extra = {"threads": args.threads} if args.code == "new" else {}
+    extra: dict[str, object] = {}
+    if args.code == "new":  # the old code has no threads setting: torch's default or the arg
+        extra["threads"] = args.threads or "auto"
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(model, settings, tmp, seed=2022, verbose=False, **extra)
-        torch.set_num_threads(args.threads)
+        if args.threads:
+            torch.set_num_threads(args.threads)
         start = time.perf_counter()
         history = trainer.fit(train, val)
         fit_s = time.perf_counter() - start

@@ -25,3 +25,66 @@ def test_scale_reports_say_what_the_load_and_the_ddp_rows_show(monkeypatch: Any)
     busy = scale._ddp_reading([run(2, 40_000.0, 4.2), run(1, 20_000.0, 3.9)])
     assert "faster here (2.00x" in busy and "busy with other jobs" in busy
     assert scale._ddp_reading([run(1, 20_000.0, 1.0)]) == ""
+
+
+def test_toys_report_names_each_codes_threads_and_the_background_jobs() -> None:
+    """``scale toys --threads 0 --background 1``: the section says what ran beside the runs,
+    each row shows the thread count its code chose, and the ratio is old over new."""
+    import argparse
+
+    import benchmarks.scale as scale
+
+    def run(code: str, threads: int, seconds: float) -> dict[str, Any]:
+        return {
+            "model": "DSSM",
+            "code": code,
+            "code_root": f"/tmp/{code}",
+            "threads": threads,
+            "sampler": "full" if code == "old" else "auto",
+            "train_epoch_s": [seconds, seconds],
+            "positives_per_s": [1000.0, 1000.0],
+            "fit_s": 2 * seconds + 2,
+            "epochs": 2,
+            "val_ndcg@10": [0.01, 0.02],
+            "load_before": [1.0, 1.0, 1.0],
+            "load_avg": [2.0, 1.0, 1.0],
+        }
+
+    settings = {
+        "threads": 0,
+        "background": 1,
+        "background_threads": 2,
+        "background_warmup": 90.0,
+    }
+    args = argparse.Namespace(**settings)
+    result = {
+        "command": "python -m benchmarks.scale toys --threads 0 --background 1",
+        "machine": "test",
+        "settings": settings,
+        "runs": [run("old", 2, 60.0), run("new", 1, 5.0)],
+    }
+    text = scale._toys_markdown(result, scale._toys_title(args))
+    assert "each code's default threads, next to 1 2-thread job(s)" in text
+    assert "| DSSM | old (old), 2 thread(s) | full |" in text
+    assert "| DSSM | new (new), 1 thread(s) | auto |" in text
+    assert "next to 1 CPU-bound job(s) of 2 thread(s) each" in text
+    assert "new/old speed-up 12.0x per training epoch" in text
+    pinned = {**result, "settings": {"threads": 2, "background": 0, "background_warmup": 0}}
+    text = scale._toys_markdown(pinned)
+    assert "2 thread(s), old and new runs interleaved" in text
+    assert "| DSSM | old (old) | full |" in text and "CPU-bound" not in text
+
+
+def test_background_jobs_run_for_the_body_and_are_killed_after() -> None:
+    """The contended toys benchmark's background jobs live exactly as long as its runs."""
+    import benchmarks.scale as scale
+
+    with scale._background_jobs(2, 0.0, threads=2) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+    assert all(p.poll() is not None for p in procs)
+    try:
+        with scale._background_jobs(1, 0.0) as procs:
+            raise RuntimeError("a run failed")
+    except RuntimeError:
+        pass
+    assert procs[0].poll() is not None
