@@ -66,6 +66,21 @@ def machine_busy(load1: float) -> bool:
     return load1 >= (os.cpu_count() or 1)
 
 
+def cpu_capability() -> str:
+    """The vector instructions torch's CPU kernels use here, and whether matrix products run
+    natively in bfloat16 (what ``logits_dtype = "auto"`` reads): e.g. ``"AVX512, bfloat16
+    native"`` or ``"AVX2, no native bfloat16"``. A full-softmax epoch differs by about 1.3x
+    between the two (``results/scale.md``), so every timing names it."""
+    import torch
+
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    bf16 = "bfloat16 native" if native else "no native bfloat16"
+    return f"{torch.backends.cpu.get_cpu_capability()}, {bf16}"
+
+
 def machine() -> dict[str, Any]:
     """Where and when a benchmark ran: cores, CPU, memory, Python, torch, date, load, commit."""
     import torch
@@ -79,6 +94,7 @@ def machine() -> dict[str, Any]:
     return {
         "cores": os.cpu_count(),
         "cpu": cpu_model(),
+        "cpu_capability": cpu_capability(),
         "memory_gb": mem_gb,
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -93,7 +109,9 @@ def machine_line(info: dict[str, Any]) -> str:
     """One markdown line describing :func:`machine`'s dict."""
     load = ", ".join(f"{x:.2f}" for x in info["load_average_at_start"])
     return (
-        f"Machine: {info['cores']} cores ({info['cpu']}), {info['memory_gb']} GB RAM, "
+        f"Machine: {info['cores']} cores ({info['cpu']}"
+        + (f"; {info['cpu_capability']}" if "cpu_capability" in info else "")
+        + f"), {info['memory_gb']} GB RAM, "
         f"Python {info['python']}, torch {info['torch']}; measured {info['date']} "
         f"(load average at start {load}"
         + (f"; commit {info['git_commit']}" if "git_commit" in info else "")

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import machine_busy
+from benchmarks.common import cpu_capability, machine_busy
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 2**20
@@ -60,7 +60,8 @@ def _machine() -> str:
     load = ", ".join(f"{x:.1f}" for x in loads)
     shared = f" {SHARED}" if machine_busy(loads[0]) else ""
     return (
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.machine()} ({cpu_capability()}), {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, "
         f"torch {torch.__version__}; load average at the start {load}{shared}; measured "
         f"{time.strftime('%Y-%m-%d')}"
     )

@@ -88,3 +88,18 @@ def test_background_jobs_run_for_the_body_and_are_killed_after() -> None:
     except RuntimeError:
         pass
     assert procs[0].poll() is not None
+
+
+def test_machine_lines_name_the_cpus_vector_instructions() -> None:
+    """Timings differ ~1.3x between an AVX512-BF16 and an AVX2 host, so every machine line says
+    which one ran; lines of results written before the field existed still render."""
+    from benchmarks.common import cpu_capability, machine, machine_line
+
+    capability = cpu_capability()
+    known = {"AVX2", "AVX512", "DEFAULT", "Z VECTOR", "VSX", "NO AVX", "SVE256"}
+    assert capability.split(",")[0] in known
+    assert capability.endswith(("bfloat16 native", "no native bfloat16"))
+    info = machine()
+    assert f"; {capability})" in machine_line(info)
+    older = {k: v for k, v in info.items() if k != "cpu_capability"}
+    assert f"({older['cpu']})" in machine_line(older)
