@@ -9,15 +9,13 @@ raised to 25,000 items: the full catalogue up to there, 512 shared uniform negat
 loss ``softmax``, mode 2). Models trained on every position gain more from the exact softmax
 than the DSSM family (on Toys_and_Games SASRec's validation NDCG@10 was 0.0718 full against
 0.0678 with 2,048 shared negatives, ``benchmarks/results/defaults.md``). lr / epochs were
-chosen on validation splits (MovieLens-100K, then Toys); SASRec adds a one-epoch moving average
-of its weights (``MODEL_TRAIN_DEFAULTS``); see the package README.
+chosen on validation splits (MovieLens-100K, then Toys); all four validate and keep a one-epoch
+moving average of their weights (``ema_epochs``); see the package README.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-
-import attrs
 
 from rechub_core.hookspecs import hookimpl
 from rechub_core.specs import EncoderSpec, ModelSpec, TrainSettings
@@ -42,8 +40,11 @@ MAX_FULL_ITEMS = 25_000
 #: the one training recipe of all four models: softmax by the catalogue-size rule with the
 #: family's bound. sequence_batch_size counts user sequences (all four train on every position
 #: of each sequence); 32 sequences (~1,300 targets) a step. lr chosen on the validation split
-#: where two were tried (3e-3 > 1e-3 for all four after 10 epochs); the README lists what was
-#: measured.
+#: where two were tried (3e-3 > 1e-3 for all four after 10 epochs). Validation, early stopping
+#: and the kept weights use a moving average of the weights over about one epoch of steps
+#: (``ema_epochs``; SASRec from session 13, the other three from session 18: better best
+#: validation NDCG@10 on every data set tried). ``benchmarks/results/defaults.md`` lists what
+#: was measured.
 TRAIN_DEFAULTS = TrainSettings(
     mode=2,
     loss="softmax",
@@ -53,14 +54,8 @@ TRAIN_DEFAULTS = TrainSettings(
     sequence_batch_size=32,
     epochs=40,
     patience=5,
+    ema_epochs=1.0,
 )
-
-#: per-model changes to TRAIN_DEFAULTS. SASRec validates and keeps a moving average of its
-#: weights over about one epoch of steps (``ema_epochs``): measured on the validation splits in
-#: ``benchmarks/results/defaults.md``; the three RNN/attention models were not re-measured
-MODEL_TRAIN_DEFAULTS: dict[str, TrainSettings] = {
-    "SASRec": attrs.evolve(TRAIN_DEFAULTS, ema_epochs=1.0),
-}
 
 
 @hookimpl
@@ -71,7 +66,7 @@ def rechub_register_models() -> Iterator[ModelSpec]:
             factory=f"rechub_plugins_seq.{module}:{name}",
             family=FAMILY,
             description=description,
-            train_defaults=MODEL_TRAIN_DEFAULTS.get(name, TRAIN_DEFAULTS),
+            train_defaults=TRAIN_DEFAULTS,
         )
 
 
